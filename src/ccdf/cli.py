@@ -1,0 +1,141 @@
+"""The ``ccdf`` command line: arguments -> config -> library call.  Errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _floats(s: str) -> tuple:
+    return tuple(int(v) for v in s.split(","))
+
+
+def cmd_train(a) -> int:
+    import torch
+
+    from . import datasets
+    from .models.train import TrainConfig, train
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    cfg = TrainConfig(
+        data=a.data, image_size=a.image_size, channels=a.channels, schedule=a.schedule,
+        sigma_max=a.sigma_max, block_out_channels=a.channels_mult, layers_per_block=a.layers,
+        attention=a.attention, batch_size=a.batch_size, lr=a.lr, steps=a.steps,
+        ema_decay=a.ema, hflip=a.hflip, seed=a.seed, checkpoint_every=a.checkpoint_every,
+        trained_on=a.data, extra={"command": "ccdf " + " ".join(sys.argv[1:])})
+    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
+    if data.shape[-1] != a.image_size:
+        raise CLIError(f"data is {data.shape[-1]}x{data.shape[-1]} but --image-size is {a.image_size}")
+    out = train(cfg, data, a.out, resume=not a.restart, progress=not a.no_progress)
+    print(f"model written to {out}")
+    return 0
+
+
+def cmd_theory(a) -> int:
+    from . import theory
+
+    tau = a.tau
+    if a.task:
+        from .operators import make_operator
+
+        size = a.image_size
+        op = make_operator(a.task, (1, size, size), **_task_params(a))
+        tau = theory.tau(op, (1, size, size))
+    r = theory.report(a.schedule, a.steps, a.t0, a.eps0, a.mu, tau)
+    if a.json:
+        print(json.dumps(r))
+        return 0
+    print(f"schedule {r['schedule']}: N = {r['steps']}, t0 = {a.t0} -> N' = {r['n_prime_run']}")
+    print(f"  lambda = {r['lambda']:.6f}   C (per pixel) = {r['C']:.6g}   tau = {r['tau']:.4f}")
+    print(f"  eps_N' = a_N'^2 eps0 = {r['eps_nprime']:.6g}")
+    print(f"  Theorem 1 bound: 2 C tau/(1-lambda^2) + lambda^(2N') eps_N' = "
+          f"{r['noise_term']:.6g} + {r['bound'] - r['noise_term']:.6g} = {r['bound']:.6g}")
+    if r["n_prime"] is None:
+        print(f"  Theorem 2: no N' <= {r['steps']} brings the bound under mu eps0 = {a.mu * a.eps0:.6g}")
+    else:
+        print(f"  Theorem 2: minimum N' = {r['n_prime']} (t0 = {r['t0_min']:.4f}) for bound <= "
+              f"mu eps0 = {a.mu * a.eps0:.6g}")
+    return 0
+
+
+def _task_params(a) -> dict:
+    if a.task == "sr":
+        return {"factor": a.factor, "kernel": a.kernel}
+    if a.task == "inpaint":
+        return {"mask": a.mask}
+    return {"pattern": a.pattern, "accel": a.accel, "acs": a.acs, "seed": getattr(a, "seed", 0)}
+
+
+def _add_task_args(p) -> None:
+    p.add_argument("--task", choices=["sr", "inpaint", "mri"])
+    p.add_argument("--factor", type=int, default=4, help="SR factor (2, 4, 8, 16)")
+    p.add_argument("--kernel", choices=["avg", "bicubic"], default="avg")
+    p.add_argument("--mask", default="box", help="box | random:FRACTION | PATH (inpainting)")
+    p.add_argument("--pattern", choices=["uniform1d", "gaussian1d", "vd2d"], default="uniform1d")
+    p.add_argument("--accel", type=float, default=4)
+    p.add_argument("--acs", type=int, default=None, help="fully sampled centre lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a diffusion prior (DDPM eps-loss or VE score matching)")
+    t.add_argument("--data", required=True,
+                   help="fashion-mnist[:train], mni152[:train], brains, or a folder/.nii/.npy/.h5")
+    t.add_argument("--out", required=True, help="output folder (model + checkpoint + log)")
+    t.add_argument("--schedule", choices=["vp", "ve"], default="vp")
+    t.add_argument("--sigma-max", type=float, default=50.0)
+    t.add_argument("--image-size", type=int, default=32)
+    t.add_argument("--channels", type=int, default=1)
+    t.add_argument("--channels-mult", type=_floats, default=(32, 64, 64),
+                   help="UNet block widths, e.g. 32,64,64")
+    t.add_argument("--layers", type=int, default=1)
+    t.add_argument("--attention", action="store_true")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--steps", type=int, default=10000)
+    t.add_argument("--ema", type=float, default=0.999)
+    t.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    th = sub.add_parser("theory", help="contraction constants, Theorem 1 bound, Theorem 2 N'")
+    th.add_argument("--schedule", choices=["ddpm", "smld", "ddim"], default="ddpm")
+    th.add_argument("--steps", type=int, default=1000, help="N, steps of the full schedule")
+    th.add_argument("--t0", type=float, default=0.2)
+    th.add_argument("--eps0", type=float, default=1.0, help="initial error (per-pixel MSE)")
+    th.add_argument("--mu", type=float, default=0.5)
+    th.add_argument("--tau", type=float, default=1.0, help="Tr(A^T A)/n (or give --task)")
+    th.add_argument("--image-size", type=int, default=32)
+    _add_task_args(th)
+    th.add_argument("--json", action="store_true", help="print one JSON object")
+    th.set_defaults(func=cmd_theory)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except KeyboardInterrupt:
+        print("ccdf: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"ccdf {a.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Data-consistency steps, applied after every reverse step (Algorithm 1, lines 7-9).
+
+Each step is a callable ``step(x, a, b, generator) -> x`` on x (B, ...) at the noise level
+``x = a x_0 + b z`` of the current reverse iterate.  The measurement y is forward-diffused to
+that level, ``y_t = a y + b A z`` (line 8: x_hat_i = sqrt(alpha_bar_i) x_hat_0 + sqrt(1-alpha_bar_i) z
+seen through A), so the iterate stays on the noisy manifold; at the last step (b = 0) it is y.
+
+* ``Projection``: x <- x + gamma A^+ (y_t - A x) = (I - gamma P) x + gamma A^+ y_t  (POCS);
+  gamma = 1 replaces the measured part (ILVR's low-pass replacement for average pooling,
+  score-SDE's inpainting, score-MRI's k-space replacement).  With measurement noise
+  sigma_y > 0 the replacement is softened to gamma = b^2 / (b^2 + a^2 sigma_y^2): the
+  measurement is trusted as much as its noise allows against the current diffusion noise.
+* ``GradientStep``: x <- x + lam A^T (y_t - A x), non-expansive for 0 <= lam <= 2 / ||A||^2.
+
+Both are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .operators.base import LinearOperator
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped like x; complex x gets N(0, 1) real and imaginary parts."""
+    if x.is_complex():
+        re = torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device)
+        im = torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device)
+        return torch.complex(re, im)
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+class _Consistency:
+    def __init__(self, operator: LinearOperator, y: Tensor, sigma_y: float = 0.0,
+                 noisy: bool = True):
+        if not math.isfinite(sigma_y) or sigma_y < 0:
+            raise ValueError(f"sigma_y must be a finite number >= 0, got {sigma_y}")
+        if not torch.isfinite(torch.view_as_real(y) if y.is_complex() else y).all():
+            raise ValueError("the measurement y contains NaN or Inf")
+        self.operator, self.y, self.sigma_y, self.noisy = operator, y, float(sigma_y), noisy
+
+    def y_t(self, x: Tensor, a: float, b: float, generator) -> Tensor:
+        """The measurement diffused to level (a, b): a y + b A z."""
+        if self.noisy and b > 0:
+            return a * self.y + b * self.operator.A(randn_like(x, generator))
+        return a * self.y
+
+
+class Projection(_Consistency):
+    """x <- x + gamma A^+ (y_t - A x); gamma = 1 when sigma_y = 0 (hard replacement)."""
+
+    def gamma(self, a: float, b: float) -> float:
+        if self.sigma_y == 0:
+            return 1.0
+        return b**2 / (b**2 + a**2 * self.sigma_y**2) if b > 0 else 0.0
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        g = self.gamma(a, b)
+        if g == 0:
+            return x
+        r = self.y_t(x, a, b, generator) - self.operator.A(x)
+        return x + g * self.operator.A_pinv(r)
+
+
+class GradientStep(_Consistency):
+    """x <- x + lam A^T (y_t - A x); lam defaults to 1 / ||A||^2."""
+
+    def __init__(self, operator, y, sigma_y: float = 0.0, noisy: bool = True,
+                 lam: float | None = None):
+        super().__init__(operator, y, sigma_y, noisy)
+        self.lam = lam if lam is not None else 1.0 / operator.norm() ** 2
+        if not 0 <= self.lam <= 2.0 / operator.norm() ** 2 + 1e-9:
+            raise ValueError(f"step lam={self.lam} is not in [0, 2/||A||^2]: not non-expansive")
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        r = self.y_t(x, a, b, generator) - self.operator.A(x)
+        return x + self.lam * self.operator.A_adjoint(r)
+
+
+CONSISTENCY = {"projection": Projection, "gradient": GradientStep}

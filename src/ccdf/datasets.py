@@ -1,0 +1,126 @@
+"""Training / evaluation data: built-in data sets and user folders, as (N, C, H, W) in [0, 1].
+
+Built-in (no download; each comes from a package):
+  fashion-mnist[:train|:test]  Debian package ``dataset-fashion-mnist``; 28x28 padded to 32x32.
+  mni152[:train|:heldout]      MNI152 2009a T1 template in the ``nilearn`` wheel; axial slices
+                               resized to 64x64.  Axial slices HELDOUT_Z are held out, with a
+                               margin of MARGIN slices on each side never used for training.
+  brains                       mni152:train plus every axial slice of the Colin27 brain
+                               (Debian package ``mricron-data``, ch2bet.nii.gz): a second brain.
+Anything else is a path: a folder of images, a NIfTI volume, a .npy stack or a fastMRI .h5 file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import io
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+MNI_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+COLIN_FILE = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
+HELDOUT_Z = range(86, 102)  # 16 axial slices through the ventricles
+MARGIN = 3
+
+
+def fashion_mnist(split: str = "train") -> Tensor:
+    name = {"train": "train", "test": "t10k"}[split]
+    path = FASHION_DIR / f"{name}-images-idx3-ubyte.gz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: install the Debian package 'dataset-fashion-mnist' "
+            "(apt-get install dataset-fashion-mnist)")
+    x = torch.from_numpy(io.read_idx(path).astype(np.float32) / 255.0)[:, None]
+    return F.pad(x, (2, 2, 2, 2))
+
+
+def mni152_path() -> Path:
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the MNI152 template ships in the 'nilearn' wheel: pip install nilearn")
+    return Path(list(spec.submodule_search_locations)[0]) / MNI_FILE
+
+
+def volume_slices(vol: np.ndarray, size: int, axis: int = 2, pct: float = 99.5) -> Tensor:
+    """Slices of a volume along ``axis`` as (S, 1, size, size) in [0, 1].
+
+    Intensities are scaled by the volume's ``pct`` percentile; each slice is zero-padded to a
+    square, then area-resized to ``size``.  Slices are rotated so anterior is up.
+    """
+    vol = np.asarray(vol, dtype=np.float32)
+    nz = np.argwhere(vol > 0.05 * vol.max())
+    if len(nz):  # crop to the object's bounding box (all axes but the slice axis)
+        lo, hi = nz.min(0), nz.max(0) + 1
+        sl = [slice(int(a), int(b)) for a, b in zip(lo, hi)]
+        sl[axis] = slice(None)
+        vol = vol[tuple(sl)]
+    vol = np.moveaxis(vol, axis, 0)
+    scale = float(np.percentile(vol[vol > 0], pct)) if (vol > 0).any() else 1.0
+    x = torch.from_numpy(np.clip(vol / max(scale, 1e-8), 0, 1))
+    x = torch.rot90(x, 1, (1, 2))[:, None]
+    h, w = x.shape[-2:]
+    m = max(h, w)
+    x = F.pad(x, ((m - w) // 2, m - w - (m - w) // 2, (m - h) // 2, m - h - (m - h) // 2))
+    return F.interpolate(x, size=(size, size), mode="area").clamp(0, 1)
+
+
+def mni152(split: str = "train", size: int = 64) -> Tensor:
+    """Axial MNI152 slices with brain content (mean > 0.08); train excludes the held-out band."""
+    x = volume_slices(io.read_nifti(mni152_path()), size, axis=2)
+    keep = x.mean(dim=(1, 2, 3)) > 0.08
+    z = torch.arange(len(x))
+    band = (z >= HELDOUT_Z.start) & (z < HELDOUT_Z.stop)
+    near = (z >= HELDOUT_Z.start - MARGIN) & (z < HELDOUT_Z.stop + MARGIN)
+    if split == "heldout":
+        return x[band]
+    if split == "train":
+        return x[keep & ~near]
+    raise ValueError(f"mni152 split must be train or heldout, got {split!r}")
+
+
+def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
+    """Resolve a data spec (built-in name or path) to (N, C, H, W) float32 in [0, 1]."""
+    name, _, split = spec.partition(":")
+    if name == "fashion-mnist":
+        return fashion_mnist(split or "train")
+    if name == "mni152":
+        return mni152(split or "train", size or 64)
+    if name == "brains":
+        if not COLIN_FILE.exists():
+            raise FileNotFoundError(f"{COLIN_FILE} not found: apt-get install mricron-data")
+        colin = volume_slices(io.read_nifti(COLIN_FILE), size or 64, axis=2)
+        colin = colin[colin.mean(dim=(1, 2, 3)) > 0.08]
+        return torch.cat([mni152("train", size or 64), colin])
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"data not found: {spec} (built-in: fashion-mnist, mni152, brains)")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if io.suffix_of(p) in io.IMAGE_SUFFIXES)
+        if not files:
+            raise io.InputError(f"no images in {path}")
+        x = torch.stack([io.read_image(p, channels) for p in files])
+    elif io.suffix_of(path) in io.NIFTI_SUFFIXES:
+        x = volume_slices(io.read_nifti(path), size or 64, axis=2)
+        x = x[x.mean(dim=(1, 2, 3)) > 0.08]
+    elif io.suffix_of(path) == ".npy":
+        a = io.read_npy(path).astype(np.float32)
+        x = torch.from_numpy(a if a.ndim == 4 else a[:, None])
+    elif io.suffix_of(path) in (".h5", ".hdf5"):
+        k, _, _ = io.read_h5_kspace(path)
+        img = np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"),
+                                     axes=(-2, -1)))
+        if img.ndim == 4:  # (slices, coils, H, W): root-sum-of-squares
+            img = np.sqrt((img**2).sum(1))
+        img = img / np.percentile(img, 99.5)
+        x = torch.from_numpy(np.clip(img, 0, 1).astype(np.float32))[:, None]
+    else:
+        raise io.InputError(f"unsupported data file {path}")
+    if size is not None and x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x.clamp(0, 1)

@@ -1,0 +1,106 @@
+"""The denoiser contract and the eps / score / x0 conversions (the only place they live).
+
+A model is an ``nn.Module`` called as ``model(x_t, t)``:
+
+* ``x_t``: (B, C, H, W) real tensor at noise level t (any trailing shape for analytic models);
+* ``t``: (B,) float64 times in [0, 1];
+* returns a tensor shaped like ``x_t`` holding what ``model.prediction`` names:
+  ``'eps'`` (the noise z), ``'score'`` (grad log p_t(x_t)) or ``'x0'`` (E[x_0 | x_t]);
+* ``model.schedule`` gives ``a(t), b(t)`` with ``x_t = a x_0 + b z``.
+
+``evaluate(model, x, t)`` returns all three, handling complex inputs by denoising the real
+and imaginary parts as two real images (as score-MRI does).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+PREDICTIONS = ("eps", "score", "x0")
+
+
+class Prediction(NamedTuple):
+    eps: Tensor
+    score: Tensor
+    x0: Tensor
+
+
+def _bcast(v: Tensor, x: Tensor) -> Tensor:
+    return v.to(x.real.dtype if x.is_complex() else x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def convert(pred: Tensor, kind: str, x: Tensor, a: Tensor, b: Tensor) -> Prediction:
+    """Turn a prediction of ``kind`` into (eps, score, x0) using x = a x0 + b eps, score = -eps/b.
+
+    pred, x: (B, ...); a, b: (B,) float tensors (b > 0).
+    """
+    a, b = _bcast(a, x), _bcast(b, x)
+    if kind == "eps":
+        eps = pred
+    elif kind == "score":
+        eps = -b * pred
+    elif kind == "x0":
+        eps = (x - a * pred) / b
+    else:
+        raise ValueError(f"unknown prediction type {kind!r}; expected one of {PREDICTIONS}")
+    x0 = pred if kind == "x0" else (x - b * eps) / a
+    return Prediction(eps=eps, score=-eps / b, x0=x0)
+
+
+def evaluate(model: nn.Module, x: Tensor, t: Tensor) -> Prediction:
+    """One network evaluation: (eps, score, x0) at x (B, ...) and times t (B,)."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    t_s = t.reshape(-1)[:1] if t.numel() == 1 or bool((t == t.reshape(-1)[0]).all()) else t
+    t = t.expand(x.shape[0])
+    if x.is_complex():
+        both = torch.cat([x.real, x.imag], 0)
+        p = evaluate(model, both, torch.cat([t, t]))
+        n = x.shape[0]
+        return Prediction(*(torch.complex(v[:n], v[n:]) for v in p))
+    pred = model(x, t)
+    if pred.shape != x.shape:
+        raise RuntimeError(f"model returned shape {tuple(pred.shape)} for input {tuple(x.shape)}")
+    return convert(pred, model.prediction, x, model.schedule.a(t_s), model.schedule.b(t_s))
+
+
+class GaussianDenoiser(nn.Module):
+    """Exact score of Gaussian data x_0 ~ N(mean, cov): the ground truth for tests.
+
+    mean: (D,) and cov: (D, D) for data of any shape with D elements (``shape``).
+    p_t = N(a mean, a^2 cov + b^2 I), so score(x_t) = -(a^2 cov + b^2 I)^{-1} (x_t - a mean).
+    ``cov`` may be singular (a point mass when cov = 0), as long as b > 0 when called.
+    """
+
+    prediction = "score"
+
+    def __init__(self, mean: Tensor, cov: Tensor, schedule, shape=None):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
+        cov = torch.as_tensor(cov, dtype=torch.float64)
+        d = mean.numel()
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must be ({d}, {d}), got {tuple(cov.shape)}")
+        evals, evecs = torch.linalg.eigh((cov + cov.T) / 2)
+        self.register_buffer("mean", mean)
+        self.register_buffer("evals", evals.clamp_min(0))
+        self.register_buffer("evecs", evecs)
+        self.schedule = schedule
+        self.shape = tuple(shape) if shape is not None else (d,)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if t.numel() > 1 and bool((t == t[0]).all()):
+            t = t[:1]
+        a = self.schedule.a(t).reshape(-1, 1)
+        b = self.schedule.b(t).reshape(-1, 1)
+        r = x.reshape(x.shape[0], -1).double() - a * self.mean
+        coef = r @ self.evecs / (a**2 * self.evals + b**2)
+        return (-(coef @ self.evecs.T)).to(x.dtype).reshape(x.shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n exact samples of the data, shaped (n, *shape), float64."""
+        z = torch.randn(n, self.mean.numel(), dtype=torch.float64, generator=generator)
+        x = self.mean + (z * self.evals.sqrt()) @ self.evecs.T
+        return x.reshape(n, *self.shape)

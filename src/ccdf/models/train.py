@@ -1,0 +1,158 @@
+"""Training a diffusion prior: DDPM eps-loss (VP) or denoising score matching (VE).
+
+Both losses are ``|| eps_theta(a x0 + b z, t) - z ||^2`` with t ~ U(t_min, 1): for VE this
+is denoising score matching with the weighting lambda(t) = b(t)^2 (score = -eps / b).
+Checkpoints (``checkpoint.pt``: weights, EMA, AdamW state, step, RNG state) resume exactly;
+the EMA weights are exported as a model folder (``models.unet.save_model``) and the loss of
+every step is appended to ``train_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..schedules import VESchedule, VPSchedule
+from .unet import UNetDenoiser, build_unet, save_model
+
+
+@dataclass
+class TrainConfig:
+    data: str = "fashion-mnist"
+    image_size: int = 32
+    channels: int = 1
+    schedule: str = "vp"  # 'vp' (DDPM eps-loss) or 've' (SMLD denoising score matching)
+    sigma_max: float = 50.0
+    block_out_channels: tuple = (32, 64, 64)
+    layers_per_block: int = 1
+    attention: bool = False
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 200
+    steps: int = 10000
+    ema_decay: float = 0.999
+    t_min: float = 1e-3
+    hflip: bool = False
+    seed: int = 0
+    checkpoint_every: int = 250
+    trained_on: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def make_schedule(cfg: TrainConfig):
+    return VPSchedule() if cfg.schedule == "vp" else VESchedule(sigma_max=cfg.sigma_max)
+
+
+def make_model(cfg: TrainConfig) -> UNetDenoiser:
+    unet = build_unet(cfg.image_size, cfg.channels, cfg.block_out_channels,
+                      cfg.layers_per_block, cfg.attention)
+    meta = {"trained_on": cfg.trained_on or cfg.data,
+            "extra": {"train_config": asdict(cfg), **cfg.extra}}
+    return UNetDenoiser(unet, make_schedule(cfg), "eps", "t1000", True, meta)
+
+
+def diffusion_loss(model: UNetDenoiser, x0: Tensor, g: torch.Generator, t_min: float) -> Tensor:
+    """Mean ||eps_theta(x_t, t) - z||^2 for x0 (B, C, H, W) in [-1, 1]."""
+    b = x0.shape[0]
+    t = t_min + (1 - t_min) * torch.rand(b, generator=g, dtype=torch.float64)
+    z = torch.randn(x0.shape, generator=g)
+    s = model.schedule
+    xt = s.a(t).float().view(-1, 1, 1, 1) * x0 + s.b(t).float().view(-1, 1, 1, 1) * z
+    return (model(xt, t) - z).pow(2).mean()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = True,
+          progress: bool = True, callback: Callable[[int, float], None] | None = None) -> Path:
+    """Train on ``data`` (N, C, H, W) in [0, 1]; write checkpoints and the EMA model to ``out``.
+
+    Returns the model folder.  Rerunning with the same ``out`` resumes from ``checkpoint.pt``
+    (same step, weights, EMA, optimizer and RNG state), so an interrupted run continues exactly.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if data.dim() != 4 or data.shape[1] != cfg.channels or data.shape[-1] != cfg.image_size:
+        raise ValueError(f"data must be (N, {cfg.channels}, {cfg.image_size}, {cfg.image_size}),"
+                         f" got {tuple(data.shape)}")
+    with torch.random.fork_rng(devices=[]):  # initial weights from cfg.seed, not global RNG
+        torch.manual_seed(cfg.seed)
+        model = make_model(cfg)
+    ema = {k: v.detach().clone() for k, v in model.unet.state_dict().items()}
+    opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.unet.load_state_dict(state["model"])
+        ema = state["ema"]
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["rng"])
+        step = int(state["step"])
+    log_path = out / "train_log.jsonl"
+    if log_path.exists():  # keep only the steps the checkpoint has seen
+        kept = [ln for ln in log_path.read_text().splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= step]
+        log_path.write_text("".join(ln + "\n" for ln in kept))
+    x_all = data * 2 - 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
+    log = open(log_path, "a")
+    t_start = time.time()
+    try:
+        while step < cfg.steps:
+            model.train()
+            idx = torch.randint(len(x_all), (cfg.batch_size,), generator=g)
+            x0 = x_all[idx]
+            if cfg.hflip:
+                flip = torch.rand(cfg.batch_size, generator=g) < 0.5
+                x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+            loss = diffusion_loss(model, x0, g, cfg.t_min)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+            opt.step()
+            step += 1
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for k, v in model.unet.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                    else:
+                        ema[k].copy_(v)
+            lv = float(loss.detach())
+            log.write(json.dumps({"step": step, "loss": round(lv, 6),
+                                  "time": round(time.time() - t_start, 2)}) + "\n")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{lv:.4f}")
+            if callback is not None:
+                callback(step, lv)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                log.flush()
+                _atomic_save({"model": model.unet.state_dict(), "ema": ema,
+                              "opt": opt.state_dict(), "rng": g.get_state(), "step": step}, ckpt)
+                save_model(model, out, ema)
+    finally:
+        log.close()
+        if bar is not None:
+            bar.close()
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    return out

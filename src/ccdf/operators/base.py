@@ -1,0 +1,85 @@
+"""The forward-operator contract: y = A x for a linear measurement.
+
+* ``x``: (B, C, H, W) image, real (or complex where the operator says so);
+* ``y``: the operator's measurement shape (complex for MRI k-space);
+* ``A_adjoint`` is the adjoint for the real inner product Re<A x, y> = Re<x, A^T y>;
+* ``A_pinv`` is the Moore-Penrose pseudo-inverse (minimum-norm least squares);
+* ``project(x) = A_pinv(A(x))`` is the orthogonal projection P onto the measured subspace
+  (the row space of A), so ``I - P`` is non-expansive -- the condition Theorem 1 needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class LinearOperator:
+    """Base class: subclasses implement ``A`` and ``A_adjoint`` and usually ``A_pinv``."""
+
+    #: image shape (C, H, W) the operator accepts; None means any
+    image_shape: tuple | None = None
+    #: True when images are complex-valued
+    complex_image: bool = False
+
+    def A(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def A_pinv(self, y: Tensor) -> Tensor:
+        """Default: conjugate gradients on A A^T u = y, then x = A^T u."""
+        return self.A_adjoint(cg(lambda u: self.A(self.A_adjoint(u)), y))
+
+    def project(self, x: Tensor) -> Tensor:
+        return self.A_pinv(self.A(x))
+
+    def norm(self, n_iter: int = 30) -> float:
+        """Spectral norm ||A|| by power iteration (for gradient step sizes)."""
+        shape = (1, *self.image_shape) if self.image_shape else None
+        if shape is None:
+            raise ValueError("norm() needs image_shape")
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=g, dtype=torch.float64)
+        if self.complex_image:
+            x = torch.complex(x, torch.randn(shape, generator=g, dtype=torch.float64))
+        s = 0.0
+        for _ in range(n_iter):
+            x = self.A_adjoint(self.A(x))
+            s = float(torch.linalg.vector_norm(x))
+            x = x / s
+        return s**0.5
+
+    def check(self, x: Tensor) -> None:
+        """Raise ValueError naming the problem if ``x`` does not fit this operator."""
+        if x.dim() != 4:
+            raise ValueError(f"expected images shaped (B, C, H, W), got {tuple(x.shape)}")
+        if self.image_shape is not None and tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"image shape {tuple(x.shape[1:])} does not match the operator's "
+                             f"{tuple(self.image_shape)}")
+
+
+def cg(op, b: Tensor, n_iter: int = 100, tol: float = 1e-10) -> Tensor:
+    """Solve op(u) = b for a Hermitian positive (semi)definite ``op``, batched over dim 0."""
+    dims = tuple(range(1, b.dim()))
+
+    def dot(u, v):
+        return (u.conj() * v).real.sum(dims, keepdim=True)
+
+    u = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = dot(r, r)
+    b2 = dot(b, b).clamp_min(1e-300)
+    for _ in range(n_iter):
+        if bool((rs <= tol**2 * b2).all()):
+            break
+        q = op(p)
+        alpha = rs / dot(p, q).clamp_min(1e-300)
+        u = u + alpha * p
+        r = r - alpha * q
+        rs_new = dot(r, r)
+        p = r + (rs_new / rs.clamp_min(1e-300)) * p
+        rs = rs_new
+    return u

@@ -1,0 +1,335 @@
+"""Cartesian compressed-sensing MRI: y = A x = M F x (single coil) or M F (S x) (multi-coil).
+
+Conventions:
+
+* F is the ORTHONORMAL 2-D DFT over the last two axes (``torch.fft.fft2(norm="ortho")``), so
+  F^H F = I and ||F x|| = ||x||.
+* k-space is stored UNSHIFTED: the DC coefficient is at index [0, 0] and index k holds the
+  frequency k (mod n).  Sampling masks M are bool (H, W) in this same layout; ``centered``
+  (fftshift) moves DC to the middle for display.  Columns (the last axis) are phase encodes.
+* A measurement y is complex, zero off the mask, shaped (B, 1, H, W) for a single coil and
+  (B, Ncoil, H, W) for ``coils`` sensitivity maps S (Ncoil, H, W).
+
+Three operators (see ``MRI``):
+
+* complex images: A x = M F x, A_adjoint y = F^H M y = A_pinv y (F unitary, M a projection);
+* real images (the default; magnitude images): A x = M F x with the adjoint for the real inner
+  product A^T y = Re F^H M y.  A real image has Hermitian-symmetric k-space, so a measured
+  k(w) also gives k(-w): A^T A = F^H D F with D = (M + Mflip) / 2, Mflip[k] = M[-k mod n].
+  A_pinv averages the available estimates y(w) and conj(y(-w)) of k(w) and inverts F, and
+  P = Re F^H M_sym F with M_sym = M | Mflip;
+* multi-coil (complex images): A x = M F (S x), A_adjoint y = sum_c conj(S_c) F^H M y_c, and
+  A_pinv solves the normal equations A^H A x = A^H y by conjugate gradients from zero (the
+  minimum-norm least-squares solution), in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import LinearOperator, cg
+
+PATTERNS = ("uniform1d", "gaussian1d", "vd2d")
+
+
+# ----------------------------------------------------------------- k-space helpers
+def fft2c(x: Tensor) -> Tensor:
+    """Orthonormal 2-D DFT over the last two axes, unshifted layout (DC at [0, 0])."""
+    return torch.fft.fft2(x, norm="ortho")
+
+
+def ifft2c(k: Tensor) -> Tensor:
+    """Inverse of ``fft2c`` (= its adjoint F^H)."""
+    return torch.fft.ifft2(k, norm="ortho")
+
+
+def flip_freq(t: Tensor) -> Tensor:
+    """t[..., (-k) mod H, (-l) mod W]: the value at the mirrored frequency (unshifted layout)."""
+    return torch.roll(torch.flip(t, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+def centered(mask: Tensor) -> Tensor:
+    """fftshift over the last two axes: DC moves from [0, 0] to [H // 2, W // 2] (for display)."""
+    return torch.fft.fftshift(mask, dim=(-2, -1))
+
+
+def uncentered(mask: Tensor) -> Tensor:
+    """Inverse of ``centered`` (ifftshift)."""
+    return torch.fft.ifftshift(mask, dim=(-2, -1))
+
+
+# ----------------------------------------------------------------- sampling masks
+def _check_size(h, w) -> tuple[int, int]:
+    if isinstance(h, bool) or isinstance(w, bool) or int(h) != h or int(w) != w or h < 2 or w < 2:
+        raise ValueError(f"k-space size must be integers >= 2, got {h}x{w}")
+    return int(h), int(w)
+
+
+def _check_accel(accel) -> float:
+    accel = float(accel)
+    if not math.isfinite(accel) or accel <= 1:
+        raise ValueError(f"acceleration must be a number > 1, got {accel}")
+    return accel
+
+
+def _budget_1d(w: int, accel: float, acs) -> tuple[int, int]:
+    """(columns in total, acs) for a 1-D pattern; acs=None means w // 8."""
+    acs = w // 8 if acs is None else acs
+    if isinstance(acs, bool) or int(acs) != acs or not 0 <= acs < w:
+        raise ValueError(f"acs (fully sampled centre columns) must be an integer in [0, {w}), got {acs}")
+    acs = int(acs)
+    n = round(w / accel)
+    if n < 1:
+        raise ValueError(f"acceleration {accel} leaves no column of {w} to sample")
+    if acs > n:
+        raise ValueError(f"acs={acs} centre columns exceed the budget of w/accel = {w}/{accel:g} "
+                         f"= {n} columns; lower acs or the acceleration")
+    return n, acs
+
+
+def _acs_columns(w: int, acs: int) -> Tensor:
+    """Centred-layout indices of the acs centre columns (DC is at w // 2)."""
+    return w // 2 - acs // 2 + torch.arange(acs)
+
+
+def _columns_to_mask(h: int, cols_centred: Tensor, w: int) -> Tensor:
+    row = torch.zeros(w, dtype=torch.bool)
+    row[cols_centred] = True
+    return uncentered(row.expand(h, w).clone())
+
+
+def uniform1d(h: int, w: int, accel: float, acs: int | None = None) -> Tensor:
+    """(H, W) bool, unshifted: equispaced phase-encode columns plus ``acs`` centre columns.
+
+    Exactly round(w / accel) columns in all.  With acs = 0 and an integer accel dividing w
+    this is every accel-th column counted from DC; with acs > 0 the spacing of the outer
+    columns is stretched to s = (w - acs) / (n - acs) so the total stays w / accel (as in
+    fastMRI's equispaced masks).  Deterministic; acs=None means w // 8.
+    """
+    h, w = _check_size(h, w)
+    accel = _check_accel(accel)
+    n, acs = _budget_1d(w, accel, acs)
+    c = w // 2
+    chosen = set(_acs_columns(w, acs).tolist())
+    need = n - acs
+    if need > 0:
+        s = (w - acs) / need
+        while True:  # lattice c + m s in order of |m|, skipping the acs block
+            lattice = []
+            for m in range(0, int(w / s) + 2):
+                for sign in ((1,) if m == 0 else (-1, 1)):
+                    j = int(round(c + sign * m * s))
+                    if 0 <= j < w and j not in chosen and j not in lattice:
+                        lattice.append(j)
+            if len(lattice) >= need:
+                break
+            s *= 0.95  # rounding lost a column: tighten the lattice slightly
+        chosen.update(lattice[:need])
+    return _columns_to_mask(h, torch.tensor(sorted(chosen), dtype=torch.long), w)
+
+
+def gaussian1d(h: int, w: int, accel: float, acs: int | None = None,
+               generator: torch.Generator | None = None, sigma: float | None = None) -> Tensor:
+    """(H, W) bool, unshifted: ``acs`` centre columns plus columns drawn without replacement
+    with density exp(-(k / sigma)^2 / 2) in the frequency k (sigma = w / 5 by default) until
+    round(w / accel) columns in all.  Reproducible for a seeded ``generator``."""
+    h, w = _check_size(h, w)
+    accel = _check_accel(accel)
+    n, acs = _budget_1d(w, accel, acs)
+    sigma = w / 5 if sigma is None else float(sigma)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    acs_cols = _acs_columns(w, acs)
+    freq = torch.arange(w, dtype=torch.float64) - w // 2
+    weight = torch.exp(-0.5 * (freq / sigma) ** 2).clamp_min(1e-300)
+    weight[acs_cols] = 0
+    extra = torch.multinomial(weight, n - acs, replacement=False, generator=generator) \
+        if n > acs else torch.zeros(0, dtype=torch.long)
+    return _columns_to_mask(h, torch.cat([acs_cols, extra]), w)
+
+
+def vd2d(h: int, w: int, accel: float, generator: torch.Generator | None = None,
+         acs: int | None = None, sigma: float | None = None) -> Tensor:
+    """(H, W) bool, unshifted: 2-D variable-density random sampling of round(H W / accel) points.
+
+    A fully sampled centre disc of diameter ``acs`` pixels (None: max(2, min(H, W) // 8)),
+    then points drawn without replacement with density exp(-(r / sigma)^2 / 2) in the
+    k-space radius r (sigma = min(H, W) / 4 by default).  Reproducible for a seeded generator.
+    """
+    h, w = _check_size(h, w)
+    accel = _check_accel(accel)
+    acs = max(2, min(h, w) // 8) if acs is None else acs
+    if isinstance(acs, bool) or not 0 <= acs < min(h, w):
+        raise ValueError(f"acs (centre disc diameter) must be in [0, {min(h, w)}), got {acs}")
+    n = round(h * w / accel)
+    if n < 1:
+        raise ValueError(f"acceleration {accel} leaves no k-space point of {h}x{w} to sample")
+    sigma = min(h, w) / 4 if sigma is None else float(sigma)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    ky = torch.arange(h, dtype=torch.float64) - h // 2
+    kx = torch.arange(w, dtype=torch.float64) - w // 2
+    r = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    disc = r <= acs / 2
+    n_disc = int(disc.sum())
+    if n_disc > n:
+        raise ValueError(f"the centre disc (acs={acs}) holds {n_disc} points, more than the budget "
+                         f"H W / accel = {n}; lower acs or the acceleration")
+    weight = torch.exp(-0.5 * (r / sigma) ** 2).clamp_min(1e-300).flatten()
+    weight[disc.flatten()] = 0
+    mask = disc.flatten().clone()
+    if n > n_disc:
+        mask[torch.multinomial(weight, n - n_disc, replacement=False, generator=generator)] = True
+    return uncentered(mask.view(h, w))
+
+
+MASKS = {"uniform1d": uniform1d, "gaussian1d": gaussian1d, "vd2d": vd2d}
+
+
+def birdcage_maps(ncoil: int, h: int, w: int, r: float = 1.5) -> Tensor:
+    """(Ncoil, H, W) complex128 simulated birdcage coil sensitivities, sum_c |S_c|^2 = 1.
+
+    As sigpy.mri.birdcage_maps: coil c sits at radius r (in units of the half field of view)
+    at angle 2 pi c / Ncoil; its map is exp(i phi) / distance, normalised by the root sum of
+    squares over coils.
+    """
+    if isinstance(ncoil, bool) or int(ncoil) != ncoil or ncoil < 1:
+        raise ValueError(f"ncoil must be a positive integer, got {ncoil}")
+    h, w = _check_size(h, w)
+    c = torch.arange(int(ncoil), dtype=torch.float64)[:, None, None]
+    y = torch.arange(h, dtype=torch.float64)[None, :, None]
+    x = torch.arange(w, dtype=torch.float64)[None, None, :]
+    angle = c * (2 * math.pi / ncoil)
+    x_co = (x - w / 2) / (w / 2) - r * torch.cos(angle)
+    y_co = (y - h / 2) / (h / 2) - r * torch.sin(angle)
+    rr = torch.sqrt(x_co**2 + y_co**2)
+    phi = torch.atan2(x_co, -y_co) - angle
+    maps = torch.polar(1.0 / rr, phi)
+    rss = maps.abs().pow(2).sum(0, keepdim=True).sqrt()
+    return maps / rss
+
+
+# ----------------------------------------------------------------- the operator
+class MRI(LinearOperator):
+    """Cartesian MRI, A x = M F x or M F (S x); see the module docstring for the three cases.
+
+    ``mask``: bool (H, W), unshifted.  ``image_shape``: (C, H, W), default (1, H, W) (C = 1 with
+    coils).  x: (B, C, H, W), real (``complex_image=False``) or complex.  y: complex
+    (B, C, H, W), or (B, Ncoil, H, W) with ``coils`` (Ncoil, H, W) complex.
+
+    With coils, A_pinv runs at most ``cg_iters`` CG iterations to a normal-equation residual of
+    ``cg_tol`` (relative).  A well-conditioned coil/mask set converges in tens of iterations;
+    an ill-conditioned one (more aliasing than the coils resolve) converges slowly, and the
+    result after ``cg_iters`` is an early-stopped, regularised pseudo-inverse.
+    """
+
+    def __init__(self, mask, image_shape: tuple | None = None, complex_image: bool = False,
+                 coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10):
+        mask = torch.as_tensor(mask)
+        if mask.dtype != torch.bool or mask.dim() != 2:
+            raise ValueError(f"the MRI mask must be a bool (H, W) tensor, got {mask.dtype} "
+                             f"{tuple(mask.shape)}")
+        h, w = mask.shape
+        image_shape = (1, h, w) if image_shape is None else tuple(int(s) for s in image_shape)
+        if len(image_shape) != 3 or image_shape[1:] != (h, w):
+            raise ValueError(f"mask {h}x{w} does not fit images shaped {image_shape}")
+        self.image_shape = image_shape
+        self.complex_image = bool(complex_image)
+        self.mask = mask
+        self.mask_flip = flip_freq(mask)
+        self.mask_sym = mask | self.mask_flip
+        self.coils = None
+        if coils is not None:
+            coils = torch.as_tensor(coils)
+            if not self.complex_image:
+                raise ValueError("multi-coil MRI needs complex_image=True")
+            if not coils.is_complex() or coils.dim() != 3 or tuple(coils.shape[1:]) != (h, w):
+                raise ValueError(f"coils must be complex (Ncoil, {h}, {w}), got {coils.dtype} "
+                                 f"{tuple(coils.shape)}")
+            if image_shape[0] != 1:
+                raise ValueError(f"multi-coil MRI takes one image channel, got {image_shape}")
+            self.coils = coils
+        n_out = image_shape[0] if coils is None else coils.shape[0]
+        self.measurement_shape = (n_out, h, w)
+        self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+
+    # ---- validation
+    def check(self, x: Tensor) -> None:
+        super().check(x)
+        if x.is_complex() and not self.complex_image:
+            raise ValueError("this MRI operator takes real images; use complex_image=True "
+                             "for complex ones")
+        if not (x.is_floating_point() or x.is_complex()):
+            raise ValueError(f"MRI takes floating-point images, got {x.dtype}")
+
+    def _image(self, x: Tensor) -> Tensor:
+        self.check(x)
+        if self.complex_image and not x.is_complex():
+            x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+        return x
+
+    def _kspace(self, y: Tensor) -> Tensor:
+        if y.dim() != 4 or tuple(y.shape[1:]) != self.measurement_shape:
+            raise ValueError(f"k-space shape {tuple(y.shape)} does not match the operator's "
+                             f"(B, {', '.join(map(str, self.measurement_shape))})")
+        if not y.is_complex():
+            if not y.is_floating_point():
+                raise ValueError(f"k-space must be complex, got {y.dtype}")
+            y = y.to(torch.complex128 if y.dtype == torch.float64 else torch.complex64)
+        return y * self.mask.to(y.device)
+
+    def _maps(self, t: Tensor) -> Tensor:
+        return self.coils.to(device=t.device, dtype=t.dtype)
+
+    # ---- A, A_adjoint, A_pinv, P
+    def A(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) -> y = M F x (or M F (S x)), complex (B, C or Ncoil, H, W)."""
+        x = self._image(x)
+        if self.coils is not None:
+            x = self._maps(x) * x
+        return fft2c(x) * self.mask.to(x.device)
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        """F^H M y (complex), Re F^H M y (real images), or sum_c conj(S_c) F^H M y_c (coils)."""
+        z = ifft2c(self._kspace(y))
+        if self.coils is not None:
+            return (self._maps(z).conj() * z).sum(1, keepdim=True)
+        return z if self.complex_image else z.real.contiguous()
+
+    def A_pinv(self, y: Tensor) -> Tensor:
+        """The minimum-norm least-squares image for k-space y (see the module docstring)."""
+        if self.coils is not None:
+            return self._pinv_cg(y)
+        if self.complex_image:
+            return self.A_adjoint(y)
+        y = self._kspace(y)
+        flip = self.mask_flip.to(y.device)
+        count = (self.mask.to(y.device).to(y.real.dtype) + flip.to(y.real.dtype)).clamp_min(1)
+        y_tilde = (y + flip_freq(y).conj() * flip) / count
+        return ifft2c(y_tilde).real.contiguous()
+
+    def _pinv_cg(self, y: Tensor) -> Tensor:
+        y = self._kspace(y)
+        y64 = y.to(torch.complex128)
+        b = self.A_adjoint(y64)
+        x = cg(lambda v: self.A_adjoint(self.A(v)), b, n_iter=self.cg_iters, tol=self.cg_tol)
+        return x.to(y.dtype)
+
+    def project(self, x: Tensor) -> Tensor:
+        """P = A_pinv A: Re F^H M_sym F x (real), F^H M F x (complex), CG for coils."""
+        if self.coils is not None:
+            return super().project(x)
+        x = self._image(x)
+        k = fft2c(x)
+        if self.complex_image:
+            return ifft2c(k * self.mask.to(x.device))
+        return ifft2c(k * self.mask_sym.to(x.device)).real.contiguous()
+
+
+def zero_filled(op: MRI, y: Tensor) -> Tensor:
+    """The zero-filled reconstruction A_adjoint y: F^H M y (complex), Re F^H M y (real images),
+    the coil-combined sum_c conj(S_c) F^H M y_c (coils) -- the classic initial estimate."""
+    return op.A_adjoint(y)

@@ -1,0 +1,71 @@
+"""The one reverse loop of CCDF (Algorithm 1), shared by every task and sampler.
+
+t0 = 1 runs the whole chain from (almost) pure noise: the full-run baselines of the talk --
+ILVR (SR, low-pass projection), score-SDE (inpainting), score-MRI (k-space projection).
+t0 < 1 jumps to x_{N'} = a_{N'} x0_hat + b_{N'} z and runs only N' = round(t0 N) steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..consistency import randn_like
+from ..models.denoiser import evaluate
+from ..schedules import n_prime as _n_prime
+from .steps import LangevinCorrector, make_sampler
+
+
+@dataclass
+class Result:
+    x: Tensor       # (B, ...) the reconstruction x_0
+    nfe: int        # network evaluations (one per batched model call)
+    n_prime: int    # reverse steps run
+    t0: float
+
+
+def _finite(x: Tensor) -> bool:
+    return bool(torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all())
+
+
+def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler="ddpm",
+          consistency=None, generator: torch.Generator | None = None, eta: float = 0.0,
+          corrector: LangevinCorrector | None = None,
+          callback: Callable[[dict], None] | None = None) -> Result:
+    """Run CCDF from the initial estimate x0_hat (B, ...) in the model's data space.
+
+    model: a denoiser (``models.denoiser`` contract); steps: N of the full grid; t0 in (0, 1];
+    sampler: 'ddpm' | 'ddim' | 'smld' or a step object; consistency: a callable
+    ``c(x, a, b, generator)`` (``consistency.Projection`` ...) or None (unconditional);
+    callback: called after every step with {'i', 'n_prime', 'x', 'x0', 'nfe'}.
+    Raises FloatingPointError if the iterate stops being finite.
+    """
+    if not _finite(x0_hat):
+        raise ValueError("the initial estimate x0_hat contains NaN or Inf")
+    n_p = _n_prime(t0, steps)
+    grid = model.schedule.grid(steps)
+    step = make_sampler(sampler, eta) if isinstance(sampler, str) else sampler
+    nfe = 0
+    with torch.no_grad():
+        x = float(grid.a[n_p]) * x0_hat + float(grid.b[n_p]) * randn_like(x0_hat, generator)
+        for i in range(n_p, 0, -1):                                   # line 3
+            t = grid.t[i].expand(x.shape[0])
+            if corrector is not None:
+                for _ in range(corrector.steps):
+                    x = corrector.step(evaluate(model, x, t), x, grid, i, generator)
+                    nfe += 1
+                    if consistency is not None:
+                        x = consistency(x, float(grid.a[i]), float(grid.b[i]), generator)
+            pred = evaluate(model, x, t)
+            nfe += 1
+            x = step.step(pred, x, grid, i, generator)                # lines 4-6
+            if consistency is not None:                               # lines 7-9
+                x = consistency(x, float(grid.a[i - 1]), float(grid.b[i - 1]), generator)
+            if not _finite(x):
+                raise FloatingPointError(f"non-finite values at reverse step {i} of {n_p}")
+            if callback is not None:
+                callback({"i": i, "n_prime": n_p, "x": x, "x0": pred.x0, "nfe": nfe})
+    return Result(x=x, nfe=nfe, n_prime=n_p, t0=float(t0))

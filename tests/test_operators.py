@@ -1,0 +1,315 @@
+"""Forward operators: adjointness, pseudo-inverse, projection, and the consistency steps on them.
+
+Every case of CASES goes through the same generic checks (float64, batch 2, tiny images):
+Re<A x, y> = <x, A^T y>; A A^+ A = A; P P = P; <P x, z> = <x, P z>; the Projection and
+GradientStep consistency steps are non-expansive (same noise from identically seeded
+generators) and the projection at b = 0 reproduces y; dtype and shape are kept; wrong shapes
+raise ValueError.  Exact operators reach ~1e-15; the tolerance 1e-6 on pseudo-inverse
+identities is set by the CG pseudo-inverse of the multi-coil case.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ccdf.consistency import GradientStep, Projection
+from ccdf.operators import (MRI, Inpainting, SuperResolution, birdcage_maps, box_mask, centered,
+                            gaussian1d, make_operator, mask_from_array, random_mask, uniform1d,
+                            upsample_bicubic, vd2d, zero_filled)
+
+B = 2
+TOL = 1e-6
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _array_mask():
+    yy, xx = np.mgrid[:16, :16]
+    return ((yy + 2 * xx) % 5 != 0).astype(np.float64) * 0.9 + 0.05  # values in [0.05, 0.95]
+
+
+CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny images
+    ("sr-avg-x2", lambda: SuperResolution(2, (1, 16, 16))),
+    ("sr-avg-x2-rgb", lambda: SuperResolution(2, (3, 16, 16))),
+    ("sr-avg-x4", lambda: SuperResolution(4, (1, 16, 16))),
+    ("sr-avg-x8", lambda: SuperResolution(8, (1, 16, 16))),
+    ("sr-avg-x16", lambda: SuperResolution(16, (1, 32, 32))),
+    ("sr-bicubic-x2", lambda: SuperResolution(2, (1, 16, 16), kernel="bicubic")),
+    ("sr-bicubic-x4", lambda: make_operator("sr", (1, 16, 16), factor=4, kernel="bicubic")),
+    ("inpaint-box", lambda: make_operator("inpaint", (1, 16, 16), mask="box")),
+    ("inpaint-random", lambda: make_operator("inpaint", (1, 16, 16), mask="random:0.5", seed=3)),
+    ("inpaint-array", lambda: Inpainting(mask_from_array(_array_mask(), (1, 16, 16)))),
+    ("mri-real-uniform1d", lambda: MRI(uniform1d(16, 16, 4))),
+    ("mri-real-gaussian1d", lambda: make_operator("mri", (1, 16, 16), pattern="gaussian1d",
+                                                  accel=4, seed=1)),
+    ("mri-real-vd2d", lambda: MRI(vd2d(16, 16, 4, _gen(2)))),
+    ("mri-complex-uniform1d", lambda: MRI(uniform1d(16, 16, 4), complex_image=True)),
+    # accel 2: 4 birdcage coils resolve 2-fold aliasing well (CG converges in tens of steps)
+    ("mri-multicoil", lambda: make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=2,
+                                            coils=4)),
+]
+IDS = [c[0] for c in CASES]
+FACTORIES = [c[1] for c in CASES]
+_OPS = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add scheduling overhead (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(params=FACTORIES, ids=IDS)
+def op(request):
+    key = request.param
+    if key not in _OPS:
+        _OPS[key] = key()
+    return _OPS[key]
+
+
+def rand_x(op, g, dtype=torch.float64):
+    shape = (B, *op.image_shape)
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    if op.complex_image:
+        x = torch.complex(x, torch.randn(shape, generator=g, dtype=dtype))
+    return x
+
+
+def rand_y(op, g, dtype=torch.float64):
+    """A valid measurement: A(random) plus random values on the mask (if the operator has one)."""
+    y = op.A(rand_x(op, g, dtype))
+    r = torch.randn(y.shape, generator=g, dtype=dtype)
+    if y.is_complex():
+        r = torch.complex(r, torch.randn(y.shape, generator=g, dtype=dtype))
+    if hasattr(op, "mask"):
+        r = r * op.mask
+    return y + r
+
+
+def inner(u, v):
+    return float((u.conj() * v).real.sum())
+
+
+def rel(a, b):
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+# ------------------------------------------------------------------ generic checks
+def test_adjoint(op):
+    g = _gen(0)
+    x, y = rand_x(op, g), rand_y(op, g)
+    assert inner(op.A(x), y) == pytest.approx(inner(x, op.A_adjoint(y)), rel=1e-8)
+
+
+def test_pinv_identity(op):
+    ax = op.A(rand_x(op, _gen(1)))
+    assert rel(op.A(op.A_pinv(ax)), ax) < TOL
+
+
+def test_projection_idempotent(op):
+    px = op.project(rand_x(op, _gen(2)))
+    assert rel(op.project(px), px) < TOL
+
+
+def test_projection_symmetric(op):
+    g = _gen(3)
+    x, z = rand_x(op, g), rand_x(op, g)
+    assert inner(op.project(x), z) == pytest.approx(inner(x, op.project(z)), rel=TOL)
+
+
+@pytest.mark.parametrize("a,b", [(0.8, 0.6), (1.0, 0.0)])
+@pytest.mark.parametrize("step", [Projection, GradientStep])
+def test_consistency_nonexpansive(op, step, a, b):
+    g = _gen(4)
+    y = op.A(rand_x(op, g))
+    x1, x2 = rand_x(op, g), rand_x(op, g)
+    c = step(op, y)
+    d = torch.linalg.vector_norm(c(x1, a, b, _gen(9)) - c(x2, a, b, _gen(9)))
+    assert float(d) <= float(torch.linalg.vector_norm(x1 - x2)) * (1 + TOL)
+
+
+def test_projection_step_hits_measurement(op):
+    g = _gen(5)
+    y = op.A(rand_x(op, g))
+    x = Projection(op, y)(rand_x(op, g), 1.0, 0.0, _gen(6))
+    assert rel(op.A(x), y) < TOL
+
+
+def test_float32_dtype_and_shape(op):
+    g = _gen(6)
+    x, y = rand_x(op, g, torch.float32), op.A(rand_x(op, g, torch.float32))
+    real_dtype = (lambda t: t.real.dtype if t.is_complex() else t.dtype)
+    assert real_dtype(y) == torch.float32
+    for out in (op.A_adjoint(y), op.A_pinv(y), op.project(x), Projection(op, y)(x, 0.8, 0.6, g),
+                GradientStep(op, y)(x, 0.8, 0.6, g)):
+        assert out.dtype == x.dtype and out.shape == x.shape
+
+
+def test_wrong_shape_raises(op):
+    c, h, w = op.image_shape
+    with pytest.raises(ValueError, match="shape|size"):
+        op.A(torch.zeros(B, c, h + 2, w, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        op.A(torch.zeros(c, h, w, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_device_follows_input():
+    for make in FACTORIES:
+        o = make()
+        x = rand_x(o, _gen(7), torch.float32).cuda()
+        y = o.A(x)
+        assert y.device == x.device and o.A_pinv(y).device == x.device
+        assert o.project(x).device == x.device
+
+
+# ------------------------------------------------------------------ super-resolution
+def test_avg_pinv_is_replication_and_adjoint_is_scaled():
+    op = SuperResolution(4, (1, 8, 8))
+    y = torch.arange(4.0, dtype=torch.float64).view(1, 1, 2, 2)
+    rep = torch.tensor([[0.0] * 4 + [1.0] * 4] * 4 + [[2.0] * 4 + [3.0] * 4] * 4,
+                       dtype=torch.float64).view(1, 1, 8, 8)
+    assert torch.equal(op.A_pinv(y), rep)
+    assert torch.allclose(op.A_adjoint(y), rep / 16)
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64, generator=_gen(0))
+    px = op.project(x)
+    assert torch.allclose(px[..., :4, :4], x[..., :4, :4].mean().expand(4, 4))  # block mean
+
+
+def test_sr_factor_must_divide():
+    with pytest.raises(ValueError, match="does not divide the image size 30x30"):
+        SuperResolution(4, (1, 30, 30))
+    with pytest.raises(ValueError, match="kernel"):
+        SuperResolution(2, (1, 16, 16), kernel="lanczos")
+
+
+def test_bicubic_matches_antialiased_interpolation_inside():
+    x = torch.rand(1, 1, 32, 32, dtype=torch.float64, generator=_gen(0))
+    for f in (2, 4):
+        ref = torch.nn.functional.interpolate(x, scale_factor=1 / f, mode="bicubic",
+                                              antialias=True, align_corners=False)
+        y = SuperResolution(f, (1, 32, 32), kernel="bicubic").A(x)
+        assert torch.allclose(y[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], atol=1e-12)
+    assert upsample_bicubic(y, 4).shape == (1, 1, 32, 32)
+
+
+# ------------------------------------------------------------------ inpainting
+def test_inpaint_masks():
+    m = box_mask(32, 32, 0.25)
+    assert not m[16, 16] and m[0, 0] and abs((~m).float().mean() - 0.25) < 0.02
+    r = random_mask(32, 32, 0.7, _gen(0))
+    assert int((~r).sum()) == round(0.7 * 1024)
+    assert torch.equal(r, random_mask(32, 32, 0.7, _gen(0)))
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            random_mask(8, 8, bad)
+
+
+def test_mask_from_array():
+    arr = np.zeros((32, 32))
+    arr[:, 16:] = 1
+    m = mask_from_array(arr, (1, 32, 32))
+    assert m.dtype == torch.bool and m[:, 16:].all() and not m[:, :16].any()
+    with pytest.raises(ValueError, match="mask is 30x30 but the image is 32x32"):
+        mask_from_array(np.ones((30, 30)), (1, 32, 32))
+
+
+def test_inpaint_mask_from_files(tmp_path):
+    from ccdf import io
+
+    arr = np.ones((16, 16))
+    arr[4:8, 4:8] = 0
+    io.write_npy(tmp_path / "m.npy", arr)
+    io.write_image(tmp_path / "m.png", torch.from_numpy(arr)[None])
+    for name in ("m.npy", "m.png"):
+        op = make_operator("inpaint", (1, 16, 16), mask=str(tmp_path / name))
+        assert torch.equal(op.mask, torch.from_numpy(arr) >= 0.5)
+    with pytest.raises(ValueError, match="mask is 16x16 but the image is 32x32"):
+        make_operator("inpaint", (1, 32, 32), mask=str(tmp_path / "m.npy"))
+    with pytest.raises(ValueError, match="FRACTION"):
+        make_operator("inpaint", (1, 16, 16), mask="random:lots")
+
+
+# ------------------------------------------------------------------ MRI
+@pytest.mark.parametrize("pattern", ["uniform1d", "gaussian1d", "vd2d"])
+@pytest.mark.parametrize("h,w,accel", [(32, 32, 4), (48, 64, 6), (64, 64, 3)])
+def test_mri_mask_acceleration_and_centre(pattern, h, w, accel):
+    mask = (uniform1d(h, w, accel) if pattern == "uniform1d"
+            else {"gaussian1d": gaussian1d, "vd2d": vd2d}[pattern](h, w, accel, generator=_gen(0)))
+    assert mask.shape == (h, w) and mask.dtype == torch.bool
+    assert abs(h * w / mask.sum().item() - accel) <= 0.1 * accel
+    assert mask[0, 0]  # DC, unshifted layout
+    cm = centered(mask)
+    if pattern == "vd2d":
+        acs = max(2, min(h, w) // 8)
+        ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+        assert cm[(ky**2 + kx**2) <= (acs / 2) ** 2].all()
+    else:
+        acs = w // 8
+        assert cm[:, w // 2 - acs // 2: w // 2 - acs // 2 + acs].all()
+        assert (mask == mask[:1]).all()  # whole phase-encode columns
+
+
+def test_mri_masks_reproducible():
+    m = uniform1d(32, 32, 4, acs=0)
+    assert torch.equal(m, uniform1d(32, 32, 4, acs=0))
+    assert torch.equal(m[0], torch.arange(32) % 4 == 0)  # every 4th column from DC
+    for fn in (gaussian1d, vd2d):
+        a = fn(32, 32, 4, generator=_gen(5))
+        assert torch.equal(a, fn(32, 32, 4, generator=_gen(5)))
+        assert not torch.equal(a, fn(32, 32, 4, generator=_gen(6)))
+
+
+def test_mri_mask_validation():
+    with pytest.raises(ValueError, match="acceleration"):
+        uniform1d(32, 32, 1)
+    with pytest.raises(ValueError, match="acs"):
+        uniform1d(32, 32, 4, acs=32)
+    with pytest.raises(ValueError, match="budget"):
+        gaussian1d(32, 32, 8, acs=6, generator=_gen(0))
+    with pytest.raises(ValueError, match="budget"):
+        vd2d(32, 32, 16, acs=10, generator=_gen(0))
+
+
+def test_real_mri_projection_is_real_symmetrised_mask():
+    op = MRI(gaussian1d(16, 16, 4, acs=2, generator=_gen(1)))
+    x = torch.randn(B, 1, 16, 16, dtype=torch.float64, generator=_gen(2))
+    i, j = torch.arange(16), torch.arange(16)
+    m = op.mask
+    mflip = m[(-i) % 16][:, (-j) % 16]
+    k = torch.fft.fft2(x, norm="ortho")
+    expected = torch.fft.ifft2(k * (m | mflip), norm="ortho").real
+    px = op.project(x)
+    assert not px.is_complex() and px.dtype == torch.float64
+    assert torch.allclose(px, expected, atol=1e-12)
+    assert torch.allclose(op.A_pinv(op.A(x)), expected, atol=1e-12)
+    normal = torch.fft.ifft2(k * (m.double() + mflip.double()) / 2, norm="ortho").real
+    assert torch.allclose(op.A_adjoint(op.A(x)), normal, atol=1e-12)  # A^T A = F^H D F
+    assert torch.allclose(zero_filled(op, op.A(x)), op.A_adjoint(op.A(x)))
+    with pytest.raises(ValueError, match="real images"):
+        op.A(torch.complex(x, x))
+
+
+def test_birdcage_maps():
+    s = birdcage_maps(4, 16, 16)
+    assert s.shape == (4, 16, 16) and s.is_complex()
+    assert torch.allclose((s.abs() ** 2).sum(0), torch.ones(16, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="complex_image"):
+        MRI(uniform1d(16, 16, 2), coils=s)
+
+
+def test_make_operator_errors():
+    with pytest.raises(ValueError, match="sr, inpaint, mri"):
+        make_operator("deblur", (1, 16, 16))
+    with pytest.raises(ValueError, match="uniform1d, gaussian1d, vd2d"):
+        make_operator("mri", (1, 16, 16), pattern="radial")
+    with pytest.raises(ValueError, match="box"):
+        make_operator("inpaint", (1, 16, 16), mask="no-such-mask")
+    assert math.isclose(make_operator("sr", (1, 16, 16), factor=2).norm(), 0.5, rel_tol=1e-6)
