@@ -7,6 +7,8 @@ Built-in (no download; each comes from a package):
                                margin of MARGIN slices on each side never used for training.
   brains                       mni152:train plus every axial slice of the Colin27 brain
                                (Debian package ``mricron-data``, ch2bet.nii.gz): a second brain.
+  fashion-mnist:sample, mni152:sample   the evaluation images committed in the package
+                               (48 Fashion-MNIST test images; the 16 held-out MNI152 slices).
 Anything else is a path: a folder of images, a NIfTI volume, a .npy stack or a fastMRI .h5 file.
 """
 
@@ -27,6 +29,17 @@ MNI_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 COLIN_FILE = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 HELDOUT_Z = range(86, 102)  # 16 axial slices through the ventricles
 MARGIN = 3
+
+
+ASSETS = Path(__file__).parent / "assets"
+SAMPLES = {"fashion-mnist": "data/fashion_mnist_test48.npy", "mni152": "data/mni152_heldout16.npy"}
+
+
+def sample(name: str) -> Tensor:
+    """The committed evaluation sample of a built-in data set, (N, 1, H, W) in [0, 1]."""
+    a = io.read_npy(ASSETS / SAMPLES[name])
+    x = torch.from_numpy(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0))
+    return x[:, None]
 
 
 def fashion_mnist(split: str = "train") -> Tensor:
@@ -87,6 +100,8 @@ def mni152(split: str = "train", size: int = 64) -> Tensor:
 def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
     """Resolve a data spec (built-in name or path) to (N, C, H, W) float32 in [0, 1]."""
     name, _, split = spec.partition(":")
+    if split == "sample" and name in SAMPLES:
+        return sample(name)
     if name == "fashion-mnist":
         return fashion_mnist(split or "train")
     if name == "mni152":

@@ -311,7 +311,8 @@ def convert_adm_state_dict(sd: dict, config: dict, *, use_new_attention_order: b
             parts.append(f"missing UNet2DModel keys [{show(missing)}]")
         if wrong:
             parts.append(f"shape mismatches [{show(wrong)}]")
-        raise ValueError("ADM state dict does not match the UNet2DModel layout: " + "; ".join(parts))
+        raise ValueError("ADM state dict does not match the UNet2DModel layout: "
+                         + "; ".join(parts))
     return out
 
 

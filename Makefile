@@ -1,0 +1,26 @@
+# One-command set-up on a fresh machine (Python >= 3.11; CPU torch 2.13.0 pinned by constraints.txt).
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install test demo train-data clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/pytest || [ $$? -eq 5 ]  # 5: no tests collected
+
+demo: install
+	$(BIN)/python examples/quickstart.py --out out/quickstart
+
+# Only needed to retrain the embedded models (Debian data packages + the nilearn wheel).
+train-data: install
+	apt-get install -y dataset-fashion-mnist mricron-data
+	$(BIN)/pip install -q -c constraints.txt nilearn
+
+clean:
+	rm -rf $(VENV) out
