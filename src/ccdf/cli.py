@@ -81,6 +81,57 @@ def _add_task_args(p) -> None:
     p.add_argument("--acs", type=int, default=None, help="fully sampled centre lines")
 
 
+def cmd_train_restorer(a) -> int:
+    import torch
+
+    from . import datasets
+    from .models.restorer import train_restorer
+    from .models.train import TrainConfig
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    task = {"task": a.task, **_task_params(a)}
+    if a.task != "mri":
+        task.pop("seed", None)
+    cfg = TrainConfig(
+        data=a.data, image_size=a.image_size, channels=a.channels,
+        block_out_channels=a.channels_mult, layers_per_block=a.layers, batch_size=a.batch_size,
+        lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip, seed=a.seed,
+        checkpoint_every=a.checkpoint_every, trained_on=a.data,
+        extra={"command": "ccdf " + " ".join(sys.argv[1:])})
+    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
+    held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
+    out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
+                         progress=not a.no_progress)
+    print(f"restoration network written to {out}")
+    return 0
+
+
+def cmd_sample(a) -> int:
+    """Unconditional samples of a prior as a PNG grid (the model quality report)."""
+    import torch
+
+    from . import datasets, io
+    from .models import load_model
+    from .samplers import solve
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    path = datasets.ASSETS / "models" / a.model if a.model in ("default-image", "default-mri") \
+        else a.model
+    model = load_model(path)
+    s, c = model.image_size, model.channels
+    g = torch.Generator().manual_seed(a.seed)
+    res = solve(model, torch.zeros(a.n, c, s, s), steps=a.steps, t0=1.0, sampler=a.sampler,
+                generator=g)
+    x = ((res.x + 1) / 2).clamp(0, 1)
+    cols = a.cols or int(a.n**0.5)
+    rows = -(-a.n // cols)
+    x = torch.cat([x, torch.zeros(rows * cols - a.n, c, s, s)])
+    grid = x.reshape(rows, cols, c, s, s).permute(2, 0, 3, 1, 4).reshape(c, rows * s, cols * s)
+    io.write_image(a.out, grid)
+    print(f"{a.n} samples ({a.sampler}, {res.nfe} NFE) written to {a.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,6 +159,43 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("train-restorer",
+                       help="train a feed-forward restoration net (the better initial estimate)")
+    r.add_argument("--data", required=True)
+    r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
+    r.add_argument("--out", required=True)
+    r.add_argument("--image-size", type=int, default=32)
+    r.add_argument("--channels", type=int, default=1)
+    r.add_argument("--channels-mult", type=_floats, default=(32, 64, 64))
+    r.add_argument("--layers", type=int, default=1)
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--lr", type=float, default=5e-4)
+    r.add_argument("--steps", type=int, default=3000)
+    r.add_argument("--ema", type=float, default=0.995)
+    r.add_argument("--hflip", action="store_true")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--checkpoint-every", type=int, default=250)
+    r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--restart", action="store_true")
+    r.add_argument("--no-progress", action="store_true")
+    _add_task_args(r)
+    r.set_defaults(func=cmd_train_restorer)
+
+    sa = sub.add_parser("sample", help="unconditional samples of a prior as a PNG grid")
+    sa.add_argument("--model", default="default-image", help="default-image, default-mri or PATH")
+    sa.add_argument("--n", type=int, default=64)
+    sa.add_argument("--cols", type=int, default=0)
+    sa.add_argument("--steps", type=int, default=100)
+    sa.add_argument("--sampler", choices=["ddpm", "ddim", "smld"], default="ddpm")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--threads", type=int, default=0)
+    sa.add_argument("--out", required=True, help="output PNG")
+    sa.set_defaults(func=cmd_sample)
+
+    from .solve_cli import add_solve_parser
+
+    add_solve_parser(sub)
 
     th = sub.add_parser("theory", help="contraction constants, Theorem 1 bound, Theorem 2 N'")
     th.add_argument("--schedule", choices=["ddpm", "smld", "ddim"], default="ddpm")

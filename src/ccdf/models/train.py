@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..schedules import VESchedule, VPSchedule
 from .unet import UNetDenoiser, build_unet, save_model
@@ -77,23 +77,45 @@ def _atomic_save(obj, path: Path) -> None:
 
 def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = True,
           progress: bool = True, callback: Callable[[int, float], None] | None = None) -> Path:
-    """Train on ``data`` (N, C, H, W) in [0, 1]; write checkpoints and the EMA model to ``out``.
+    """Train a diffusion prior on ``data`` (N, C, H, W) in [0, 1]; the EMA model goes to ``out``.
 
     Returns the model folder.  Rerunning with the same ``out`` resumes from ``checkpoint.pt``
     (same step, weights, EMA, optimizer and RNG state), so an interrupted run continues exactly.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if data.dim() != 4 or data.shape[1] != cfg.channels or data.shape[-1] != cfg.image_size:
-        raise ValueError(f"data must be (N, {cfg.channels}, {cfg.image_size}, {cfg.image_size}),"
-                         f" got {tuple(data.shape)}")
+    check_data(cfg, data)
     with torch.random.fork_rng(devices=[]):  # initial weights from cfg.seed, not global RNG
         torch.manual_seed(cfg.seed)
         model = make_model(cfg)
+
+    def loss_fn(x0, g):
+        return diffusion_loss(model, x0 * 2 - 1, g, cfg.t_min)
+
+    fit(model, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
+        resume=resume, progress=progress, callback=callback)
+    return Path(out)
+
+
+def check_data(cfg: TrainConfig, data: Tensor) -> None:
+    if data.dim() != 4 or data.shape[1] != cfg.channels or data.shape[-1] != cfg.image_size:
+        raise ValueError(f"data must be (N, {cfg.channels}, {cfg.image_size}, {cfg.image_size}),"
+                         f" got {tuple(data.shape)}")
+
+
+def fit(model: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
+        resume: bool = True, progress: bool = True, callback=None) -> None:
+    """The training loop shared by priors and restoration nets.
+
+    model: a module with ``.unet``; loss_fn(x (B, C, H, W) in [0, 1], generator) -> loss;
+    export(ema_state_dict) writes the deployable model.  AdamW with linear warm-up, gradient
+    clipping at 1, EMA of the weights, a JSON line per step in ``train_log.jsonl`` and an
+    atomic ``checkpoint.pt`` every ``cfg.checkpoint_every`` steps, from which a rerun resumes.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     ema = {k: v.detach().clone() for k, v in model.unet.state_dict().items()}
     opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
-    step = 0
+    step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
@@ -102,29 +124,29 @@ def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = Tru
         opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
         step = int(state["step"])
+        elapsed = float(state.get("elapsed", 0.0))
     log_path = out / "train_log.jsonl"
     if log_path.exists():  # keep only the steps the checkpoint has seen
         kept = [ln for ln in log_path.read_text().splitlines()
                 if ln.strip() and json.loads(ln)["step"] <= step]
         log_path.write_text("".join(ln + "\n" for ln in kept))
-    x_all = data * 2 - 1
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
     log = open(log_path, "a")
-    t_start = time.time()
+    t_start = time.time() - elapsed
     try:
         while step < cfg.steps:
             model.train()
-            idx = torch.randint(len(x_all), (cfg.batch_size,), generator=g)
-            x0 = x_all[idx]
+            idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+            x0 = data[idx]
             if cfg.hflip:
                 flip = torch.rand(cfg.batch_size, generator=g) < 0.5
                 x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-            loss = diffusion_loss(model, x0, g, cfg.t_min)
+            loss = loss_fn(x0, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
@@ -148,11 +170,11 @@ def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = Tru
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 log.flush()
                 _atomic_save({"model": model.unet.state_dict(), "ema": ema,
-                              "opt": opt.state_dict(), "rng": g.get_state(), "step": step}, ckpt)
-                save_model(model, out, ema)
+                              "opt": opt.state_dict(), "rng": g.get_state(), "step": step,
+                              "elapsed": time.time() - t_start}, ckpt)
+                export(ema)
     finally:
         log.close()
         if bar is not None:
             bar.close()
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
-    return out
