@@ -15,7 +15,7 @@ test: install
 	$(BIN)/pytest || [ $$? -eq 5 ]  # 5: no tests collected
 
 demo: install
-	$(BIN)/python examples/quickstart.py --out out/quickstart
+	$(BIN)/ccdf demo --quick --out out/demo
 
 # Only needed to retrain the embedded models (Debian data packages + the nilearn wheel).
 train-data: install

@@ -132,6 +132,21 @@ def cmd_sample(a) -> int:
     return 0
 
 
+def cmd_demo(a) -> int:
+    import torch
+
+    from .demo import TASKS, run_demo
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    tasks = a.tasks.split(",") if a.tasks else None
+    for t in tasks or []:
+        if t not in TASKS:
+            raise CLIError(f"unknown demo task {t!r}; choose from {', '.join(TASKS)}")
+    report = run_demo(a.out, quick=a.quick, seed=a.seed, tasks=tasks)
+    print(f"report written to {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--threads", type=int, default=0)
     sa.add_argument("--out", required=True, help="output PNG")
     sa.set_defaults(func=cmd_sample)
+
+    de = sub.add_parser("demo", help="the main job on the embedded models: report.md + figures")
+    de.add_argument("--out", default="out/demo")
+    de.add_argument("--quick", action="store_true", help="4 images per task, short sweeps")
+    de.add_argument("--tasks", default="", help="comma list of sr4, inpaint-box, mri4")
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--threads", type=int, default=0)
+    de.set_defaults(func=cmd_demo)
 
     from .solve_cli import add_solve_parser
 
