@@ -1,8 +1,8 @@
 """Training / evaluation data: built-in data sets and user folders, as (N, C, H, W) in [0, 1].
 
 Built-in (no download; each comes from a package):
-  fashion-mnist[:train|:test]  Debian package ``dataset-fashion-mnist``; 28x28 padded to 32x32.
-  mni152[:train|:heldout]      MNI152 2009a T1 template in the ``nilearn`` wheel; axial slices
+  fashion-mnist[:train|:test|:val]  Debian package ``dataset-fashion-mnist``; 28x28 padded to 32x32.
+  mni152[:train|:heldout|:val] MNI152 2009a T1 template in the ``nilearn`` wheel; axial slices
                                resized to 64x64.  Axial slices HELDOUT_Z are held out, with a
                                margin of MARGIN slices on each side never used for training.
   brains                       mni152:train plus every axial slice of the Colin27 brain
@@ -42,7 +42,17 @@ def sample(name: str) -> Tensor:
     return x[:, None]
 
 
+def sample_indices() -> Tensor:
+    """Indices in the Fashion-MNIST test split of the committed 48-image evaluation sample."""
+    return torch.randperm(10000, generator=torch.Generator().manual_seed(0))[:48].sort().values
+
+
 def fashion_mnist(split: str = "train") -> Tensor:
+    """split: train (60k), test (10k), val (the first 1000 test images outside the sample)."""
+    if split == "val":
+        keep = torch.ones(10000, dtype=torch.bool)
+        keep[sample_indices()] = False
+        return fashion_mnist("test")[keep][:1000]
     name = {"train": "train", "test": "t10k"}[split]
     path = FASHION_DIR / f"{name}-images-idx3-ubyte.gz"
     if not path.exists():
@@ -92,9 +102,11 @@ def mni152(split: str = "train", size: int = 64) -> Tensor:
     near = (z >= HELDOUT_Z.start - MARGIN) & (z < HELDOUT_Z.stop + MARGIN)
     if split == "heldout":
         return x[band]
+    if split == "val":  # the margin slices: neither trained on nor in the evaluation band
+        return x[near & ~band & keep]
     if split == "train":
         return x[keep & ~near]
-    raise ValueError(f"mni152 split must be train or heldout, got {split!r}")
+    raise ValueError(f"mni152 split must be train, heldout or val, got {split!r}")
 
 
 def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
