@@ -124,9 +124,8 @@ def _plot_sweep(curve, rows, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for name, pts in curve.items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"CCDF, {name} start, N=100")
-    for r in rows:
-        if r["method"].startswith("initial"):
-            ax.axhline(r["psnr"], ls=":", c="gray")
+    for r, c in zip([r for r in rows if r["method"].startswith("initial")], ["gray", "tan"]):
+        ax.axhline(r["psnr"], ls=":", c=c, label=r["method"])
     ax.set_xlabel("t0")
     ax.set_ylabel("PSNR (dB)")
     ax.set_xscale("log")
