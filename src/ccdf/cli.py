@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("ccdf: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
+    except (CLIError, ValueError, OSError, RuntimeError, ArithmeticError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"ccdf {a.command}: error: {msg}", file=sys.stderr)
         return 2
