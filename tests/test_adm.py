@@ -25,14 +25,6 @@ TINY_ALT = dict(TINY, resblock_updown=False, use_scale_shift_norm=False, learn_s
                 num_head_channels=-1, num_heads=2, use_new_attention_order=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one intra-op thread is fastest, and much faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------- ADM layout
 def adm_state_dict(f: dict, in_ch: int = 3, seed: int = 0) -> dict:

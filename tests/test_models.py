@@ -12,14 +12,6 @@ from ccdf.models.unet import UNetDenoiser, build_unet, load_model, save_model
 from ccdf.schedules import VESchedule, VPSchedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one intra-op thread is fastest, and much faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _tiny_unet(seed=0):
     torch.manual_seed(seed)

@@ -57,14 +57,6 @@ FACTORIES = [c[1] for c in CASES]
 _OPS = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add scheduling overhead (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(params=FACTORIES, ids=IDS)
 def op(request):

@@ -11,7 +11,6 @@ estimate and of the network), which ``--t0 auto`` can use as the initial error e
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from .. import init, metrics
 from ..operators import make_operator
 from .train import TrainConfig, check_data, fit
-from .unet import build_unet
+from .unet import build_unet, save_folder
 
 FORMAT = "ccdf-restorer"
 
@@ -49,18 +48,7 @@ class Restorer(nn.Module):
 
 
 def save_restorer(net: Restorer, folder, state_dict: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().contiguous().cpu() for k, v in (state_dict or net.unet.state_dict()).items()}
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(sd, str(tmp))
-    os.replace(tmp, folder / "model.safetensors")
-    tmp = folder / ".config.json.tmp"
-    tmp.write_text(json.dumps(net.config_dict(), indent=2, default=list))
-    os.replace(tmp, folder / "config.json")
-    return folder
+    return save_folder(folder, state_dict or net.unet.state_dict(), net.config_dict())
 
 
 def load_restorer(folder) -> Restorer:

@@ -98,21 +98,26 @@ class UNetDenoiser(nn.Module):
         }
 
 
-def save_model(model: UNetDenoiser, folder, state_dict: dict | None = None) -> Path:
-    """Write ``folder/model.safetensors`` + ``folder/config.json`` (atomically, file by file)."""
+def save_folder(folder, state_dict: dict, config: dict) -> Path:
+    """Write ``folder/model.safetensors`` + ``folder/config.json``, each atomically."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sd = state_dict if state_dict is not None else model.unet.state_dict()
-    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     tmp = folder / ".model.safetensors.tmp"
     save_file(sd, str(tmp))
     os.replace(tmp, folder / "model.safetensors")
     tmp = folder / ".config.json.tmp"
-    tmp.write_text(json.dumps(model.config_dict(), indent=2, default=list))
+    tmp.write_text(json.dumps(config, indent=2, default=list))
     os.replace(tmp, folder / "config.json")
     return folder
+
+
+def save_model(model: UNetDenoiser, folder, state_dict: dict | None = None) -> Path:
+    """Save a model folder (EMA weights may be given as ``state_dict``)."""
+    sd = state_dict if state_dict is not None else model.unet.state_dict()
+    return save_folder(folder, sd, model.config_dict())
 
 
 def model_from_config(cfg: dict) -> UNetDenoiser:
