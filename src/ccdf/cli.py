@@ -27,7 +27,7 @@ def cmd_train(a) -> int:
         sigma_max=a.sigma_max, block_out_channels=a.channels_mult, layers_per_block=a.layers,
         attention=a.attention, batch_size=a.batch_size, lr=a.lr, steps=a.steps,
         ema_decay=a.ema, hflip=a.hflip, seed=a.seed, checkpoint_every=a.checkpoint_every,
-        trained_on=a.data, extra={"command": "ccdf " + " ".join(sys.argv[1:])})
+        trained_on=a.data, extra={"command": "ccdf " + " ".join(a.argv)})
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     if data.shape[-1] != a.image_size:
         raise CLIError(f"data is {data.shape[-1]}x{data.shape[-1]} but --image-size is {a.image_size}")
@@ -97,7 +97,7 @@ def cmd_train_restorer(a) -> int:
         block_out_channels=a.channels_mult, layers_per_block=a.layers, batch_size=a.batch_size,
         lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip, seed=a.seed,
         checkpoint_every=a.checkpoint_every, trained_on=a.data,
-        extra={"command": "ccdf " + " ".join(sys.argv[1:])})
+        extra={"command": "ccdf " + " ".join(a.argv)})
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
     out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in trained models
     try:
         return a.func(a)
     except KeyboardInterrupt:

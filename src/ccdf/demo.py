@@ -78,7 +78,8 @@ def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
         log(f"  {rows[-1]['method']:34s} NFE     0  PSNR {rows[-1]['psnr']:6.2f}")
     recon["baseline"] = run("full run (t0=1), N=20", starts["classic"], 20, 1.0).x
     run("full run (t0=1), N=1000", starts["classic"], 1000, 1.0)
-    r = run("CCDF classic start, N=100 t0=0.2", starts["classic"], 100, 0.2, samples=4)
+    r = run("CCDF classic start, N=100 t0=0.2, mean of 4", starts["classic"], 100, 0.2,
+            samples=4)
     recon["ccdf"], recon["std"] = r.x, r.std
     t0a, why = autot0.choose_t0(model, op, y, starts["classic"], 100)
     log(f"  auto t0 (classic): {why}")
