@@ -273,7 +273,8 @@ def _bad_args(case, model, inp, tmp, out):
     if case == "bad-model":
         (tmp / "m2").mkdir()
         (tmp / "m2" / "config.json").write_text("{not json")
-        return base[: base.index("--model") + 1] + [str(tmp / "m2")] + base[base.index("--model") + 2:]
+        i = base.index("--model") + 1
+        return base[:i] + [str(tmp / "m2")] + base[i + 1:]
     raise AssertionError(case)
 
 

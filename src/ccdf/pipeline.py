@@ -619,7 +619,8 @@ def _run_batch(model, items: list, cfg: SolveConfig, callback) -> None:
             raise
         if net.error is not None:
             raise net.error
-        real = [e for e in errors if e is not None and not isinstance(e, threading.BrokenBarrierError)]
+        real = [e for e in errors
+                if e is not None and not isinstance(e, threading.BrokenBarrierError)]
         if real:
             raise real[0]
         if any(e is not None for e in errors):
@@ -771,7 +772,8 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
         if net is not None and it.op.complex_image:
             raise io.InputError(f"{it.name}: this k-space is not that of a real image, which the "
                                 "restoration network cannot take; use --init classic")
-        it.x0_hat = init.classic(it.op, it.y) if net is None else init.feed_forward(net, it.op, it.y)
+        it.x0_hat = (init.classic(it.op, it.y) if net is None
+                     else init.feed_forward(net, it.op, it.y))
         if auto:
             t0, reason = choose_t0(model=model, operator=it.op, y=it.y, x0_hat=it.x0_hat,
                                    steps=cfg.steps, sigma_y=cfg.sigma_y,
