@@ -316,12 +316,3 @@ def test_failure_during_solve_leaves_out_untouched(setup, monkeypatch, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["im0.png"]
     assert (out / "im0.png").read_bytes() == b"old result"
 
-
-def test_auto_t0_without_module_is_a_clear_error(setup, monkeypatch, capsys):
-    from ccdf import pipeline
-
-    model, inp, tmp = setup
-    monkeypatch.setattr(pipeline, "auto_t0_chooser", lambda: None)
-    assert _run(model, inp, tmp / "o", "--t0", "auto") == 2
-    assert "auto t0 is not implemented yet" in capsys.readouterr().err
-    assert not (tmp / "o").exists()

@@ -49,9 +49,6 @@ estimate), ``<item>_std.png`` and ``NAME_std.npy`` when samples > 1, and ``metri
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import inspect
 import math
 import threading
 import time
@@ -98,13 +95,6 @@ class SolveConfig:
 def item_seed(seed: int, name: str) -> int:
     """A per-item seed from the global seed and the item's name (not its position)."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little") >> 1
-
-
-def auto_t0_chooser():
-    """``ccdf.autot0.choose_t0`` when that module exists, else None."""
-    if importlib.util.find_spec("ccdf.autot0") is None:
-        return None
-    return importlib.import_module("ccdf.autot0").choose_t0
 
 
 def parse_slices(spec: str | None) -> slice | None:
@@ -727,7 +717,7 @@ class SolveResult:
 
 def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     """Run ``ccdf solve``: see the module docstring.  ``log(str)`` receives notes (auto t0)."""
-    from . import init, metrics
+    from . import autot0, init, metrics
     from .operators import make_operator
 
     check_config(cfg)
@@ -738,9 +728,6 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
                              "box, random:FRACTION or a mask file)")
         task["mask"] = "box"
     auto = cfg.t0 == "auto"
-    choose_t0 = auto_t0_chooser() if auto else None
-    if auto and choose_t0 is None:
-        raise ValueError("auto t0 is not implemented yet")
     inputs = list_inputs(Path(cfg.input))
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
@@ -764,10 +751,7 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     items = [it for src in sources for it in src.items]
 
     # initial estimates and t0
-    cache: dict = {}
-    kw = {}
-    if auto and "cache" in inspect.signature(choose_t0).parameters:
-        kw["cache"] = cache
+    cache: dict = {}  # the prior-sample error estimate, computed once per run
     for it in items:
         if net is not None and it.op.complex_image:
             raise io.InputError(f"{it.name}: this k-space is not that of a real image, which the "
@@ -775,9 +759,8 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
         it.x0_hat = (init.classic(it.op, it.y) if net is None
                      else init.feed_forward(net, it.op, it.y))
         if auto:
-            t0, reason = choose_t0(model=model, operator=it.op, y=it.y, x0_hat=it.x0_hat,
-                                   steps=cfg.steps, sigma_y=cfg.sigma_y,
-                                   init_meta=None if net is None else net.meta, **kw)
+            t0, reason = autot0.choose_t0(model, it.op, it.y, it.x0_hat, cfg.steps, cfg.sigma_y,
+                                          None if net is None else net.meta, cache=cache)
             it.t0, it.reason = float(t0), str(reason)
         else:
             it.t0 = float(cfg.t0)

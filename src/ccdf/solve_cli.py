@@ -16,8 +16,6 @@ def run(a) -> int:
 
     if a.task is None:
         raise CLIError("--task is required (sr, inpaint or mri)")
-    if a.t0 == "auto" and pipeline.auto_t0_chooser() is None:
-        raise CLIError("auto t0 is not implemented yet")
     if a.threads:
         torch.set_num_threads(a.threads)
     task = {"task": a.task, **_task_params(a)}

@@ -90,8 +90,7 @@ class LangevinCorrector:
         dims = tuple(range(1, x.dim()))
         s_norm = torch.linalg.vector_norm(pred.score, dim=dims).mean()
         z_norm = torch.linalg.vector_norm(z, dim=dims).mean()
-        alpha = grid.alpha(i) if i < len(grid.t) else 1.0
-        e = float(2 * alpha * (self.snr * z_norm / s_norm.clamp_min(1e-12)) ** 2)
+        e = float(2 * grid.alpha(i) * (self.snr * z_norm / s_norm.clamp_min(1e-12)) ** 2)
         return x + e * pred.score + math.sqrt(2 * e) * z
 
 
