@@ -63,6 +63,19 @@ def fashion_mnist(split: str = "train") -> Tensor:
     return F.pad(x, (2, 2, 2, 2))
 
 
+def fashion_mnist_labels(split: str = "train") -> Tensor:
+    """Class labels (N,) int64 of ``fashion_mnist(split)``, same order."""
+    if split == "val":
+        keep = torch.ones(10000, dtype=torch.bool)
+        keep[sample_indices()] = False
+        return fashion_mnist_labels("test")[keep][:1000]
+    name = {"train": "train", "test": "t10k"}[split]
+    path = FASHION_DIR / f"{name}-labels-idx1-ubyte.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: apt-get install dataset-fashion-mnist")
+    return torch.from_numpy(io.read_idx(path).astype(np.int64))
+
+
 def mni152_path() -> Path:
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:

@@ -27,6 +27,9 @@ class Reconstruction:
 
 def check_model_input(model, x: Tensor) -> None:
     """Raise ValueError naming the sizes if images x (B, C, H, W) do not fit the model."""
+    if (getattr(model, "meta", None) or {}).get("condition"):
+        raise ValueError("this is a conditional (SR3-style) model, not an unconditional prior: "
+                         "CCDF needs a prior; SR3 models are run by `ccdf bench --task sr`")
     size = getattr(model, "image_size", None)
     ch = getattr(model, "channels", None)
     if size is None:

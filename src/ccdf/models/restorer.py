@@ -115,5 +115,5 @@ def train_restorer(cfg: TrainConfig, task: dict, data: Tensor, out, heldout: Ten
             net.meta["heldout"] = evaluate_restorer(ema_net.eval(), heldout)
         save_restorer(net, out, ema)
 
-    fit(net, loss_fn, data, cfg, out, export, resume=resume, progress=progress)
+    fit(net.unet, loss_fn, data, cfg, out, export, resume=resume, progress=progress)
     return Path(out)

@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = Tru
     def loss_fn(x0, g):
         return diffusion_loss(model, x0 * 2 - 1, g, cfg.t_min)
 
-    fit(model, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
+    fit(model.unet, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
         resume=resume, progress=progress, callback=callback)
     return Path(out)
 
@@ -101,26 +101,33 @@ def check_data(cfg: TrainConfig, data: Tensor) -> None:
                          f" got {tuple(data.shape)}")
 
 
-def fit(model: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
-        resume: bool = True, progress: bool = True, callback=None) -> None:
-    """The training loop shared by priors and restoration nets.
+def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
+        resume: bool = True, progress: bool = True, callback=None, labels: Tensor | None = None,
+        aux: dict | None = None) -> None:
+    """The training loop shared by priors, restoration nets, SR3, ESRGAN and the classifier.
 
-    model: a module with ``.unet``; loss_fn(x (B, C, H, W) in [0, 1], generator) -> loss;
-    export(ema_state_dict) writes the deployable model.  AdamW with linear warm-up, gradient
-    clipping at 1, EMA of the weights, a JSON line per step in ``train_log.jsonl`` and an
-    atomic ``checkpoint.pt`` every ``cfg.checkpoint_every`` steps, from which a rerun resumes.
+    net: the module whose weights are trained; loss_fn(x (B, C, H, W) in [0, 1], generator)
+    -> loss, or loss_fn(x, generator, labels (B,)) when ``labels`` (N,) are given;
+    export(ema_state_dict) writes the deployable model; aux: other stateful objects (a
+    discriminator and its optimizer) saved in and restored from the checkpoint.  AdamW with
+    linear warm-up, gradient clipping at 1, EMA of the weights, a JSON line per step in
+    ``train_log.jsonl`` and an atomic ``checkpoint.pt`` every ``cfg.checkpoint_every`` steps,
+    from which a rerun resumes exactly.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ema = {k: v.detach().clone() for k, v in model.unet.state_dict().items()}
-    opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    aux = aux or {}
+    ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
-        model.unet.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         ema = state["ema"]
+        for k, obj in aux.items():
+            obj.load_state_dict(state["aux"][k])
         opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
         step = int(state["step"])
@@ -138,7 +145,7 @@ def fit(model: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, 
     t_start = time.time() - elapsed
     try:
         while step < cfg.steps:
-            model.train()
+            net.train()
             idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
             x0 = data[idx]
             if cfg.hflip:
@@ -146,15 +153,15 @@ def fit(model: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, 
                 x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-            loss = loss_fn(x0, g)
+            loss = loss_fn(x0, g) if labels is None else loss_fn(x0, g, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             step += 1
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
-                for k, v in model.unet.state_dict().items():
+                for k, v in net.state_dict().items():
                     if v.dtype.is_floating_point:
                         ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
                     else:
@@ -169,9 +176,10 @@ def fit(model: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, 
                 callback(step, lv)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 log.flush()
-                _atomic_save({"model": model.unet.state_dict(), "ema": ema,
+                _atomic_save({"model": net.state_dict(), "ema": ema,
                               "opt": opt.state_dict(), "rng": g.get_state(), "step": step,
-                              "elapsed": time.time() - t_start}, ckpt)
+                              "elapsed": time.time() - t_start,
+                              "aux": {k: obj.state_dict() for k, obj in aux.items()}}, ckpt)
                 export(ema)
     finally:
         log.close()

@@ -130,7 +130,7 @@ def model_from_config(cfg: dict) -> UNetDenoiser:
         from .adm import EpsOnly  # a learn_sigma (ADM) network: keep the eps channels
 
         unet = EpsOnly(unet, int(cfg["channels"]))
-    meta = {k: v for k, v in cfg.items() if k in ("trained_on", "extra", "command")}
+    meta = {k: v for k, v in cfg.items() if k in ("trained_on", "extra", "command", "condition")}
     return UNetDenoiser(unet, schedule_from_dict(cfg["schedule"]), cfg.get("prediction", "eps"),
                         cfg.get("time_input", "t1000"), cfg.get("input_scaling", True), meta)
 

@@ -1,0 +1,104 @@
+"""``ccdf train-sr3``, ``ccdf train-esrgan``, ``ccdf train-classifier``: the models of the
+super-resolution comparison (the seed's Table 2) and the feature network of its FID."""
+
+from __future__ import annotations
+
+from .cli import CLIError, _add_task_args, _floats, _task_params
+
+
+def _config(a, **kw):
+    import torch
+
+    from .models.train import TrainConfig
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    return TrainConfig(
+        data=a.data, image_size=a.image_size, channels=1, block_out_channels=a.channels_mult,
+        batch_size=a.batch_size, lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip,
+        seed=a.seed, checkpoint_every=a.checkpoint_every, trained_on=a.data,
+        extra={"command": "ccdf " + " ".join(a.argv)}, **kw)
+
+
+def _sr_task(a) -> dict:
+    if a.task not in (None, "sr"):
+        raise CLIError("this model is for super-resolution: --task sr")
+    a.task = "sr"
+    return {"task": "sr", **_task_params(a)}
+
+
+def cmd_train_sr3(a) -> int:
+    from . import datasets
+    from .models.sr3 import train_sr3
+
+    task = _sr_task(a)
+    cfg = _config(a)
+    data = datasets.load(a.data, size=a.image_size)
+    out = train_sr3(cfg, task, data, a.out, resume=not a.restart, progress=not a.no_progress)
+    print(f"SR3-style model written to {out}")
+    return 0
+
+
+def cmd_train_esrgan(a) -> int:
+    from . import datasets
+    from .models.esrgan import train_esrgan
+
+    cfg = _config(a)
+    data = datasets.load(a.data, size=a.image_size)
+    held = datasets.load(a.heldout, size=a.image_size) if a.heldout else None
+    out = train_esrgan(cfg, a.start, data, a.out, held, adv_weight=a.adv_weight,
+                       resume=not a.restart, progress=not a.no_progress)
+    print(f"ESRGAN-style network written to {out}")
+    return 0
+
+
+def cmd_train_classifier(a) -> int:
+    from . import datasets
+    from .fid import train_classifier
+
+    cfg = _config(a)
+    x, lab = datasets.fashion_mnist("train"), datasets.fashion_mnist_labels("train")
+    test = (datasets.fashion_mnist("test"), datasets.fashion_mnist_labels("test"))
+    out = train_classifier(cfg, x, lab, a.out, test, resume=not a.restart,
+                           progress=not a.no_progress)
+    print(f"feature classifier written to {out}")
+    return 0
+
+
+def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: int = 32) -> None:
+    p.add_argument("--out", required=True, help="output folder (model + checkpoint + log)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels-mult", type=_floats, default=widths, help="UNet block widths")
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--ema", type=float, default=ema)
+    p.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_train_parsers(sub) -> None:
+    s = sub.add_parser("train-sr3", help="train an SR3-style conditional diffusion model "
+                       "(the SR baseline of the talk's Table 2)")
+    s.add_argument("--data", required=True, help="fashion-mnist[:train] or a folder/.npy")
+    _common(s, 3e-4, 10000, 0.999)
+    _add_task_args(s)
+    s.set_defaults(func=cmd_train_sr3)
+
+    e = sub.add_parser("train-esrgan", help="fine-tune an L1 restorer adversarially "
+                       "(ESRGAN-style, relativistic average GAN)")
+    e.add_argument("--data", required=True)
+    e.add_argument("--start", required=True, help="the L1-trained restorer folder to start from")
+    e.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
+    e.add_argument("--adv-weight", type=float, default=5e-3, help="weight of the RaGAN loss")
+    _common(e, 1e-4, 1500, 0.995, (16, 32, 64))
+    e.set_defaults(func=cmd_train_esrgan)
+
+    c = sub.add_parser("train-classifier", help="train the Fashion-MNIST classifier whose "
+                       "features give the classifier-feature Frechet distance")
+    c.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"])
+    _common(c, 1e-3, 3000, 0.99, batch=128)
+    c.set_defaults(func=cmd_train_classifier)
