@@ -217,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_demo)
 
     from .solve_cli import add_solve_parser
+    from .train_cli import add_train_parsers
 
     add_solve_parser(sub)
+    add_train_parsers(sub)
 
     th = sub.add_parser("theory", help="contraction constants, Theorem 1 bound, Theorem 2 N'")
     th.add_argument("--schedule", choices=["ddpm", "smld", "ddim"], default="ddpm")
