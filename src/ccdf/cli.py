@@ -147,6 +147,24 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    import torch
+
+    from .bench import run_bench
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    if a.task is None:
+        raise CLIError("--task is required (sr, inpaint or mri)")
+    task = {"task": a.task, **_task_params(a)}
+    if a.task != "mri":
+        task.pop("seed", None)
+    res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
+                    quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
+                    command="ccdf " + " ".join(a.argv))
+    print(f"{len(res['rows'])} rows written to {a.out}/results.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -215,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--threads", type=int, default=0)
     de.set_defaults(func=cmd_demo)
+
+    be = sub.add_parser("bench", help="quality against NFE and time: CCDF, full runs, the "
+                        "feed-forward net and (--peers) DDRM, DiffPIR, DPS on the same network")
+    _add_task_args(be)
+    be.add_argument("--out", required=True)
+    be.add_argument("--model", default="default", help="default or a model PATH")
+    be.add_argument("--input", default=None, help="images: a data spec (folder, .npy, NIfTI, "
+                    "fashion-mnist:val ...); default: the embedded evaluation sample")
+    be.add_argument("--restorer", default="default", help="default | none | PATH")
+    be.add_argument("--n-images", type=int, default=None)
+    be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
+    be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--threads", type=int, default=0)
+    be.set_defaults(func=cmd_bench)
 
     from .solve_cli import add_solve_parser
     from .train_cli import add_train_parsers
