@@ -177,8 +177,13 @@ class Bench:
             t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, steps,
                                        init_meta=meta, cache=cache)
             self.log(f"  auto t0 ({start} start): {why}")
-            self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
-            reasons[start] = {"t0": t0, "reason": why}
+            row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
+            reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
+            sweep = [r for r in self.rows if r["start"] == start and r["steps"] == steps
+                     and r["t0"] is not None and "auto" not in r["method"]]
+            if sweep:  # the best fixed t0 of the sweep so far, to judge auto t0 against
+                b = max(sweep, key=lambda r: r["psnr"])
+                reasons[start].update(best_fixed_t0=b["t0"], best_fixed_psnr=b["psnr"])
         return reasons
 
     def peers(self, quick: bool) -> None:

@@ -42,12 +42,11 @@ def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
     b.full_runs((20, 1000))
     ccdf = "CCDF classic start, N=100 t0=0.2, mean of 4"
     b.ccdf(ccdf, "classic", 0.2, 100, samples=4)
-    auto = b.auto()
-    if "net" in s.starts:
-        b.ccdf("CCDF net start, N=100 t0=0.1", "net", 0.1, 100)
     curves = b.sweep([0.05, 0.1, 0.2, 0.5, 1.0] if quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
                      (100,))
-    res = {"name": spec["title"], "rows": b.rows, "curves": curves}
+    auto = b.auto()
+    res = {"name": spec["title"], "rows": b.rows, "curves": curves, "task": s.task,
+           "auto_t0": auto}
     cols = ["initial estimate (classic)", "full run (t0=1), N=20", ccdf] + \
         [m for m in b.images if "auto" in m and "net start" in m]
     labels = bench_report.write_grid(res, b, out / f"{key}_grid.png", cols=cols)
@@ -55,7 +54,9 @@ def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
     return {"key": key, "title": spec["title"], "rows": b.rows,
             "sweep": {k.split(" start")[0]: [(t, p) for t, p, _ in v] for k, v in curves.items()},
             "auto_t0": auto["classic"]["t0"], "auto_reason": auto["classic"]["reason"],
-            "grid_columns": labels, "n_images": len(s.x)}
+            "grid_columns": labels, "n_images": len(s.x),
+            "targets": [{"target": t, "met": ok, "numbers": n}
+                        for t, ok, n in bench_report.targets(res)]}
 
 
 def write_report(results: list[dict], out: Path, skipped: dict, quick: bool) -> Path:
@@ -67,6 +68,9 @@ def write_report(results: list[dict], out: Path, skipped: dict, quick: bool) -> 
         for r in res["rows"]:
             lines.append(f"| {r['method']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                          f"{r['seconds_per_image']:.3f} |")
+        lines += ["", "| target | met | numbers |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {'yes' if t['met'] else '**no**'} | {t['numbers']} |"
+                  for t in res["targets"]]
         lines += ["", f"Columns: {', '.join(res['grid_columns'])}.", "",
                   f"![grid]({res['key']}_grid.png)", "", f"![psnr vs t0]({res['key']}_psnr_vs_t0.png)", ""]
     for key, why in skipped.items():
