@@ -148,7 +148,7 @@ def _fastmri(img):
 
 
 def test_kspace_layout_conversion():
-    from ccdf.pipeline import kspace_to_ours
+    from ccdf.solve import kspace_to_ours
 
     img = np.random.default_rng(0).random((2, 16, 15))
     np.testing.assert_allclose(kspace_to_ours(_fastmri(img)), np.fft.fft2(img, norm="ortho"),
@@ -261,9 +261,6 @@ def _bad_args(case, model, inp, tmp, out):
         return with_input(tmp / "x.h5")
     if case == "t0-text":
         return base + ["--t0", "soon"]
-    if case == "one-bad-in-folder":
-        np.save(inp / "zz.npy", np.full((16, 16), np.inf, np.float32))
-        return base
     if case == "mri-image-measurement":
         return with_input(inp / "im0.png", mri) + ["--input-kind", "measurement"]
     if case == "inpaint-measurement-no-mask":
@@ -279,7 +276,7 @@ def _bad_args(case, model, inp, tmp, out):
 
 
 @pytest.mark.parametrize("case", ["h5-no-kspace", "h5-multicoil", "h5-size", "h5-for-sr",
-                                  "t0-text", "one-bad-in-folder", "mri-image-measurement",
+                                  "t0-text", "mri-image-measurement",
                                   "inpaint-measurement-no-mask", "net-no-match", "bad-model"])
 def test_more_bad_inputs_one_line_nothing_written(setup, case, capsys):
     model, inp, tmp = setup
@@ -295,13 +292,29 @@ def test_more_bad_inputs_one_line_nothing_written(setup, case, capsys):
     assert (out / "keep.txt").read_text() == "precious"
 
 
-def test_failure_during_solve_leaves_out_untouched(setup, monkeypatch, capsys):
+def test_one_bad_input_in_folder_fails_alone(setup, capsys):
+    model, inp, tmp = setup
+    np.save(inp / "zz.npy", np.full((16, 16), np.inf, np.float32))
+    assert _run(model, inp, tmp / "out") == 1
+    err = capsys.readouterr().err
+    assert "zz.npy failed: zz.npy contains NaN or Inf" in err and "1 of 4 input(s) failed" in err
+    lines = [json.loads(x) for x in (tmp / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [(e["input"], e["status"]) for e in lines] == \
+        [("im0.png", "ok"), ("im1.png", "ok"), ("im2.png", "ok"), ("zz.npy", "failed")]
+    assert "NaN" in lines[3]["reason"] and not (tmp / "out" / "zz.npy").exists()
+    m = _metrics(tmp / "out")
+    assert m["summary"]["n_failed"] == 1 and len(m["images"]) == 3
+
+
+def test_failure_during_solve_fails_that_input_only(setup, monkeypatch, capsys):
+    """Outputs are per input now: a failure mid-run fails that input, the others are written
+    (each file atomically) and the exit code is 1."""
     import ccdf.reconstruct
 
     model, inp, tmp = setup
     out = tmp / "out"
     out.mkdir()
-    (out / "im0.png").write_bytes(b"old result")
+    (out / "im1.png").write_bytes(b"old result")
     real, calls = ccdf.reconstruct.reconstruct, []
 
     def flaky(*a, **k):
@@ -311,8 +324,8 @@ def test_failure_during_solve_leaves_out_untouched(setup, monkeypatch, capsys):
         return real(*a, **k)
 
     monkeypatch.setattr(ccdf.reconstruct, "reconstruct", flaky)
-    assert _run(model, inp, out) == 2
-    assert "non-finite" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["im0.png"]
-    assert (out / "im0.png").read_bytes() == b"old result"
-
+    assert _run(model, inp, out) == 1
+    assert "im1.png failed: sampling diverged (non-finite" in capsys.readouterr().err
+    assert (out / "im1.png").read_bytes() == b"old result"       # never half-overwritten
+    assert (out / "im0.png").exists() and (out / "im2.png").exists()
+    assert [i["name"] for i in _metrics(out)["images"]] == ["im0.png", "im2.png"]

@@ -25,6 +25,10 @@ class InputError(ValueError):
     """A user-facing problem with an input file (printed as one line by the CLI)."""
 
 
+_UMASK = os.umask(0o22)  # read the process umask (and put it back)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
@@ -34,6 +38,7 @@ def atomic_write(path, mode: str = "wb"):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -173,38 +178,3 @@ def write_h5(path, **datasets) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-# ---------------------------------------------------------------- output folders
-@contextlib.contextmanager
-def staged_dir(out, last: tuple = ("metrics.json",)):
-    """A hidden staging folder inside ``out`` for a run's outputs, committed all at once.
-
-    Yields the staging folder; write every output there (with the atomic writers above).  On
-    success each file is moved onto ``out/NAME`` with ``os.replace`` (atomic per file; the
-    names in ``last`` go last, so their presence marks a finished run) and the staging folder
-    is removed.  On any exception (or Ctrl-C) the staging folder is deleted and ``out`` is
-    left exactly as it was: nothing in it is overwritten or removed, and a folder ``out``
-    that this call created is removed again if it is still empty.
-    """
-    import shutil
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
-    files = sorted((p for p in stage.iterdir() if p.is_file() and not p.name.startswith(".")),
-                   key=lambda p: (p.name in last, p.name))
-    for p in files:
-        os.replace(p, out / p.name)
-    shutil.rmtree(stage, ignore_errors=True)

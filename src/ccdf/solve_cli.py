@@ -1,5 +1,5 @@
-"""``ccdf solve``: the argparse part.  The work is ``ccdf.pipeline.solve`` (see its docstring
-for the inputs, per-item seeding, batching, and the staged, all-or-nothing outputs)."""
+"""``ccdf solve``: the argparse part.  The work is ``ccdf.solve.solve`` (see the package
+docstring for inputs, per-item seeds, batching, the manifest, resuming and torchrun)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 
 
 def run(a) -> int:
+    """Exit codes: 0 all inputs solved, 1 some inputs failed (listed in the manifest), 2 bad
+    settings or input, or outputs that cannot be written."""
     import torch
 
-    from . import pipeline
+    from . import solve
     from .cli import CLIError, _task_params
 
     if a.task is None:
@@ -21,26 +23,32 @@ def run(a) -> int:
     task = {"task": a.task, **_task_params(a)}
     if a.task != "mri":
         task.pop("seed", None)
-    cfg = pipeline.SolveConfig(
+    cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
         samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
-        device=a.device, axis=a.axis, slices=a.slices)
-    res = pipeline.solve(cfg, progress=not a.no_progress,
-                         log=lambda m: print(m, file=sys.stderr))
+        device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
+        compile=a.compile, half=a.half)
+    res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
+    if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
+        return 0
+    code = 1 if res.n_failed else 0
+    if code:
+        print(f"ccdf solve: {s['n_failed']} of {s['n_inputs']} input(s) failed (reasons above "
+              f"and in {res.out / 'manifest.jsonl'})", file=sys.stderr)
     if a.json:
         print(json.dumps(s))
-        return 0
+        return code
     n = s["n_images"]
-    t0 = s["t0"] if s["t0"] != "auto" else f"auto (mean {s['t0_mean']:.3g})"
-    head = f"{n} image(s), t0 {t0}, {s['nfe']} NFE, {s['seconds_per_image']:.2f} s/image"
+    t0 = s["t0"] if s["t0"] != "auto" else f"auto (mean {s.get('t0_mean') or 0:.3g})"
+    head = f"{n} image(s), t0 {t0}, {s['nfe']} NFE, {s['seconds_per_image'] or 0:.2f} s/image"
     if s["psnr_mean"] is not None:
         ref = "" if s["n_with_reference"] == n else f" on {s['n_with_reference']} with a reference"
         head += (f": PSNR {s['psnr_mean']:.2f} dB (initial estimate {s['init_psnr_mean']:.2f}), "
                  f"SSIM {s['ssim_mean']:.3f}{ref}")
     print(f"{head} -> {res.out}")
-    return 0
+    return code
 
 
 def add_solve_parser(sub) -> None:
@@ -50,8 +58,10 @@ def add_solve_parser(sub) -> None:
         "solve", help="reconstruct images (or MRI k-space) with CCDF",
         description="Reconstruct a file or a folder with CCDF.  Inputs: PNG/JPEG/TIFF, .npy "
         "(2-D image, 3-D stack, or complex k-space), NIfTI volumes, fastMRI-style .h5 k-space. "
-        "Bad input gets one line on stderr and exit 2; outputs are staged and moved into "
-        "--out only when the whole run succeeded.")
+        "Each input's outputs are written as it finishes, with a line in --out/manifest.jsonl; "
+        "rerunning the same command resumes.  Bad settings get one line on stderr and exit 2; "
+        "inputs that fail are listed in the manifest and give exit 1.  Runs on several "
+        "processes, GPUs or nodes under torchrun (torchrun --nproc_per_node=K -m ccdf solve ...).")
     s.add_argument("--input", required=True,
                    help="a file or a folder of .png/.jpg/.tif/.npy/.nii[.gz]/.h5 inputs")
     s.add_argument("--out", required=True, help="output folder")
@@ -80,7 +90,18 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--axis", type=int, default=2, help="NIfTI slice axis (0, 1 or 2)")
     s.add_argument("--slices", default=None,
                    help="slices of volumes (NIfTI, .npy stacks, .h5) to solve: A:B[:STEP] or N")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    again = s.add_mutually_exclusive_group()
+    again.add_argument("--resume", dest="overwrite", action="store_false",
+                       help="skip the inputs already done in --out (the default)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="redo every input, even with other settings than --out's run")
+    s.set_defaults(overwrite=False)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cpu (default) or cuda (under torchrun: cuda:LOCAL_RANK)")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays off on a GPU for large runs)")
+    s.add_argument("--half", action="store_true",
+                   help="run the network under autocast: bf16 (fp16 on GPUs without bf16)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--no-progress", action="store_true")

@@ -1,0 +1,200 @@
+"""Run settings of ``ccdf solve``: the config, its checks, per-item seeds, and the models."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+INPUT_KINDS = ("clean", "measurement")
+
+
+@dataclass
+class SolveConfig:
+    """Everything ``solve`` needs.  ``task`` is e.g. {"task": "sr", "factor": 4, "kernel": "avg"},
+    {"task": "inpaint", "mask": "box"} or {"task": "mri", "pattern": "uniform1d", "accel": 4,
+    "acs": None, "seed": 0} (the keyword arguments of ``operators.make_operator``)."""
+
+    task: dict
+    input: Path
+    out: Path
+    input_kind: str | None = None      # None: clean for images/NIfTI, measurement for k-space
+    model: str = "default"             # "default" (the embedded model for the task) or a path
+    init: str = "classic"              # "classic" | "net" | a restorer folder
+    t0: float | str = 0.2              # in (0, 1], or "auto"
+    steps: int = 100
+    sampler: str = "ddpm"
+    samples: int = 1
+    sigma_y: float = 0.0
+    seed: int = 0
+    batch_size: int = 1
+    device: str = "cpu"
+    axis: int = 2                      # NIfTI slice axis
+    slices: str | None = None          # "A:B[:C]" or "N": which slices of volumes to solve
+    overwrite: bool = False            # redo every input (else resume: skip finished ones)
+    compile: bool = False              # torch.compile the network
+    half: bool = False                 # fp16/bf16 autocast for the network
+
+
+def item_seed(seed: int, name: str) -> int:
+    """A per-item seed from the global seed and the item's name (not its position)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little") >> 1
+
+
+def parse_slices(spec: str | None) -> slice | None:
+    """'A:B', 'A:B:C', ':B', 'N' -> a slice over slice indices (None: all)."""
+    if spec is None or spec == "":
+        return None
+    try:
+        parts = [int(p) if p.strip() else None for p in spec.split(":")]
+    except ValueError:
+        raise ValueError(f"--slices must look like 10:20, 10:20:2 or 15, got {spec!r}") from None
+    if len(parts) == 1:
+        return slice(parts[0], parts[0] + 1 if parts[0] != -1 else None)
+    if len(parts) > 3 or (len(parts) == 3 and parts[2] == 0):
+        raise ValueError(f"--slices must look like 10:20, 10:20:2 or 15, got {spec!r}")
+    return slice(*parts)
+
+
+def check_config(cfg: SolveConfig) -> None:
+    """Validate the scalar options (one clear ValueError each)."""
+    from ..samplers import SAMPLERS
+
+    if cfg.task.get("task") not in ("sr", "inpaint", "mri"):
+        raise ValueError("--task is required (sr, inpaint or mri)")
+    if cfg.t0 != "auto":
+        try:
+            t0 = float(cfg.t0)
+        except (TypeError, ValueError):
+            raise ValueError(f"t0 must be a number in (0, 1] or 'auto', got {cfg.t0!r}") from None
+        if not (math.isfinite(t0) and 0 < t0 <= 1):
+            raise ValueError(f"t0 must be in (0, 1], got {cfg.t0}")
+    if int(cfg.steps) < 1:
+        raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
+    if cfg.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if not (math.isfinite(cfg.sigma_y) and cfg.sigma_y >= 0):
+        raise ValueError(f"--sigma-y must be a finite number >= 0, got {cfg.sigma_y}")
+    if cfg.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if cfg.input_kind not in (None, *INPUT_KINDS):
+        raise ValueError(f"--input-kind must be clean or measurement, got {cfg.input_kind!r}")
+    if cfg.axis not in (0, 1, 2):
+        raise ValueError(f"--axis must be 0, 1 or 2, got {cfg.axis}")
+    if cfg.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (torch "
+                         f"{torch.__version__}); drop --device cuda to run on the CPU")
+    parse_slices(cfg.slices)
+
+
+def settings(cfg: SolveConfig, task: dict) -> dict:
+    """What makes a run's results: resuming into an --out made with other settings is refused.
+
+    Not included: batch size (float rounding only), device, compile, threads."""
+    def path_or(spec, keep):
+        return spec if spec in keep else str(Path(spec).resolve())
+
+    return {"input": str(Path(cfg.input).resolve()), "task": task,
+            "model": path_or(cfg.model, ("default",)),
+            "init": path_or(cfg.init, ("classic", "net")),
+            "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
+            "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
+            "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
+            "slices": cfg.slices or None, "half": bool(cfg.half)}
+
+
+# ----------------------------------------------------------------------------- models
+def resolve_model(spec: str, task: str):
+    """(model, name): the embedded prior for the task ('default') or a model path."""
+    from ..datasets import ASSETS
+    from ..models import load_model
+
+    if spec == "default":
+        name = "default-mri" if task == "mri" else "default-image"
+        path = ASSETS / "models" / name
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"the embedded model {name} is not in this build yet; "
+                                    "pass --model PATH")
+    else:
+        name, path = spec, Path(spec)
+    try:
+        return load_model(path).eval(), name
+    except (ValueError, OSError, RuntimeError):
+        raise
+    except Exception as e:  # safetensors / diffusers raise their own types
+        raise ValueError(f"cannot load the model {path}: {type(e).__name__}: {e}") from None
+
+
+def resolve_init(spec: str, task: dict, image_size: int):
+    """None for the classic estimate, else a Restorer whose task matches ``task``."""
+    from ..datasets import ASSETS
+    from ..models.restorer import load_restorer
+
+    if spec == "classic":
+        return None
+    if spec == "net":
+        key = (task["task"], task.get("factor") if task["task"] == "sr" else
+               (task.get("pattern"), float(task.get("accel", 0))))
+        name = {("sr", 4): "restorer-sr4", ("mri", ("uniform1d", 4.0)): "restorer-mri4"}.get(key)
+        if name is None:
+            raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
+                             "sr x4 and mri uniform1d x4); use --init classic or --init PATH")
+        if not (ASSETS / "models" / name / "config.json").exists():
+            raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
+                                    "build yet; use --init classic or --init PATH")
+        spec = str(ASSETS / "models" / name)
+    try:
+        net = load_restorer(spec)
+    except (ValueError, OSError, RuntimeError):
+        raise
+    except Exception as e:
+        raise ValueError(f"cannot load the restoration network {spec}: {e}") from None
+    wanted = {k: v for k, v in task.items() if k != "seed"}
+    have = {k: v for k, v in net.task.items() if k != "seed"}
+    if any(have.get(k) != v for k, v in wanted.items() if k in have) or \
+            have.get("task") != task["task"]:
+        raise ValueError(f"the restoration network {spec} was trained for "
+                         f"{task_str(net.task)}, not {task_str(task)}")
+    size = getattr(getattr(net.unet, "config", None), "sample_size", None)
+    if size is not None and int(size) != image_size:
+        raise ValueError(f"the restoration network takes {size}x{size} images but the model "
+                         f"takes {image_size}x{image_size}")
+    return net.eval()
+
+
+def task_str(task: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in task.items() if v is not None)
+
+
+class DeviceModel:
+    """The denoiser as run on the device: ``torch.compile`` of its forward and/or autocast
+    (bf16, or fp16 on a GPU without bf16) around ``model(x (B, C, H, W), t (B,))``; the output
+    is float32.  Every other attribute (schedule, prediction, image_size ...) is the model's."""
+
+    def __init__(self, model, device: torch.device, compile: bool = False, half: bool = False):
+        self._model = model
+        self._fn = torch.compile(model, dynamic=True) if compile else model
+        self._device = device.type
+        self._dtype = None
+        if half:
+            cuda_fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+            self._dtype = torch.float16 if cuda_fp16 else torch.bfloat16
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if self._dtype is None:
+            return self._fn(x, t)
+        with torch.autocast(self._device, dtype=self._dtype):
+            return self._fn(x, t).float()

@@ -1,0 +1,394 @@
+"""Input files -> Sources of Items: reading, validation, simulated measurements.
+
+Formats (``SUFFIXES``), a file or a folder of them (hidden files and sub-folders skipped):
+
+* PNG/JPEG/TIFF/BMP: read gray for a 1-channel model.  ``clean`` (default): the image is the
+  ground truth, y is simulated (plus ``sigma_y`` noise) and PSNR/SSIM are reported; the
+  image must have the model's size (no silent resizing).  ``measurement``: the file IS y --
+  a low-resolution image of size model / factor (sr), or the image with holes (inpaint,
+  needs the mask); no metrics.
+* ``.npy``: a real 2-D image in [0, 1] (as an image; output ``NAME.npy``), or a 3-D stack
+  (S, H, W) of slices in [0, 1], resized to the model size when clean (output: the stack of
+  reconstructions, ``NAME.npy`` (S, size, size)).  A complex .npy is MRI k-space, read like
+  the k-space of an .h5 file ((H, W) or (S, H, W)).
+* NIfTI (``.nii``, ``.nii.gz``, clean only): slices along ``axis``, scaled as
+  ``datasets.volume_slices`` does (cropped to the object, divided by the volume's 99.5th
+  percentile, rotated, padded square and area-resized to the model size).
+* fastMRI-style ``.h5`` with a complex ``kspace`` dataset (S, H, W) (single coil; multi-coil
+  (S, coils, H, W) is refused: it needs coil maps).  It is a measurement whatever
+  ``input_kind`` says.  See ``Reader._kspace`` for the layout, the mask and the scale.
+
+Each Item's generator is seeded from the global seed and the item's NAME (``item_seed``);
+the simulated measurement noise is drawn from it, the sampler continues from its state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import io
+from .config import item_seed, parse_slices
+
+H5_SUFFIXES = (".h5", ".hdf5")
+SUFFIXES = io.IMAGE_SUFFIXES + (".npy",) + io.NIFTI_SUFFIXES + H5_SUFFIXES
+VOLUME_SUFFIXES = (".npy",) + io.NIFTI_SUFFIXES + H5_SUFFIXES   # may hold several slices
+
+
+@dataclass
+class Source:
+    """One input file and how its outputs are written."""
+
+    path: Path
+    kind: str                     # image | npy | stack | nifti | kspace
+    stem: str
+    main: str                     # output file holding the reconstruction
+    multi: bool = False           # items are slices (PNG previews named STEM_sNNN)
+    meta: dict = field(default_factory=dict)
+    items: list = field(default_factory=list)
+    failed: str | None = None     # the reason, once one of its items failed
+
+
+@dataclass
+class Item:
+    """One image (or slice) to solve."""
+
+    name: str                     # seeds the generator; reported in metrics.json
+    stem: str                     # output stem of its PNGs
+    source: Source
+    index: int | None
+    op: object
+    y: Tensor
+    x: Tensor | None              # (1, C, H, W) ground truth in [0, 1], None when unknown
+    generator: torch.Generator
+    x0_hat: Tensor | None = None
+    t0: float | None = None
+    reason: str = "given"
+    result: object = None
+    seconds: float = 0.0
+
+    def rng(self) -> torch.Generator:
+        """A fresh copy of the generator (so a retried solve draws the same noise)."""
+        g = torch.Generator(device=self.generator.device)
+        return g.set_state(self.generator.get_state())
+
+
+def list_inputs(path: Path) -> list[Path]:
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".")
+                       and io.suffix_of(p) in SUFFIXES)
+        if not files:
+            raise io.InputError(f"no inputs in {path} (expected {', '.join(SUFFIXES)})")
+        return files
+    if io.suffix_of(path) not in SUFFIXES:
+        raise io.InputError(f"unsupported input {path.name}: expected one of {', '.join(SUFFIXES)}")
+    return [path]
+
+
+def stem_of(path: Path) -> str:
+    return path.name[: -len(io.suffix_of(path))]
+
+
+def check_names(inputs: list[Path], out: Path) -> None:
+    """Refuse inputs whose outputs would collide (a.png and a.npy; a.png and a_init.png; a
+    volume v.nii and an image v_s001.png) or overwrite an input -- from names alone."""
+    owner: dict = {}
+    for p in inputs:
+        s = stem_of(p)
+        if s in owner:
+            raise io.InputError(f"{owner[s].name} and {p.name} would both write {s}.* in {out}; "
+                                "rename one of them")
+        owner[s] = p
+    for p in inputs:
+        m = re.fullmatch(r"(.+?)(_s\d{3})?(_init|_std)?", stem_of(p))
+        base, sl, extra = m.groups()
+        other = owner.get(base) if (sl or extra) else None
+        if other is not None and other != p and (not sl or io.suffix_of(other) in VOLUME_SUFFIXES):
+            raise io.InputError(f"{other.name} and {p.name} would both write {stem_of(p)}.* in "
+                                f"{out}; rename one of them")
+    if len(inputs) == 1:  # (a folder's files cannot be hit: --out is never the input folder)
+        p = inputs[0]
+        main = stem_of(p) + (".png" if io.suffix_of(p) in io.IMAGE_SUFFIXES else io.suffix_of(p))
+        if (out / main).resolve() == p.resolve():
+            raise io.InputError(f"writing {main} to {out} would overwrite the input {p}; "
+                                "choose another --out")
+
+
+def _finite(a, name: str) -> None:
+    ok = np.isfinite(a).all() if isinstance(a, np.ndarray) else bool(torch.isfinite(a).all())
+    if not ok:
+        raise io.InputError(f"{name} contains NaN or Inf")
+
+
+def _unit_range(a: np.ndarray, name: str) -> None:
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        raise io.InputError(f"{name}: values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}] "
+                            "(scale the array first)")
+
+
+def _select(n: int, sel: slice | None, name: str) -> list[int]:
+    idx = list(range(n))[sel] if sel is not None else list(range(n))
+    if not idx:
+        raise io.InputError(f"--slices selects none of the {n} slices of {name}")
+    return idx
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    mode = "area" if x.shape[-1] >= size and x.shape[-2] >= size else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(x, size=(size, size), mode=mode, **kw).clamp(0, 1)
+
+
+class Reader:
+    """Turns input files into Sources of Items (all validation happens here)."""
+
+    def __init__(self, cfg, model, op, device: torch.device):
+        self.cfg, self.model, self.op = cfg, model, op
+        self.size, self.channels = model.image_size, model.channels
+        self.task = cfg.task["task"]
+        self.sel = parse_slices(cfg.slices)
+        self.device = device
+
+    # ---- helpers
+    def _generator(self, name: str) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(item_seed(self.cfg.seed, name))
+
+    def _kind(self) -> str:
+        return self.cfg.input_kind or "clean"
+
+    def _clean_item(self, src, name, stem, index, x: Tensor) -> Item:
+        """x (C, H, W) in [0, 1] at the model size: simulate y (+ sigma_y noise)."""
+        g = self._generator(name)
+        x = x[None].to(self.device)
+        y = self.op.A(x)
+        if self.cfg.sigma_y > 0:
+            noise = torch.randn(y.shape, generator=g, dtype=y.real.dtype, device=self.device)
+            y = y + self.cfg.sigma_y * (self.op.A(noise) if y.is_complex() else noise)
+        return Item(name, stem, src, index, self.op, y, x, g)
+
+    def _measured_item(self, src, name, stem, index, img: Tensor) -> Item:
+        """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes)."""
+        if self.task == "mri":
+            raise io.InputError(f"{src.path.name}: an MRI measurement is k-space (.h5 or a "
+                                "complex .npy), not an image")
+        want = tuple(self.op.measurement_shape) if self.task == "sr" else \
+            (self.channels, self.size, self.size)
+        if tuple(img.shape) != want:
+            what = f"model size / factor {self.op.factor}" if self.task == "sr" else "model size"
+            raise io.InputError(f"{name}: a measurement for this task is {want[1]}x{want[2]} "
+                                f"with {want[0]} channel(s) ({what}); got {img.shape[1]}x"
+                                f"{img.shape[2]} with {img.shape[0]}")
+        y = img[None].to(self.device)
+        if self.task == "inpaint":
+            y = self.op.A(y)
+        return Item(name, stem, src, index, self.op, y, None, self._generator(name))
+
+    def _check_size(self, name: str, x: Tensor) -> None:
+        if tuple(x.shape[-2:]) != (self.size, self.size) or x.shape[0] != self.channels:
+            raise io.InputError(f"{name} is {x.shape[-2]}x{x.shape[-1]} with {x.shape[0]} "
+                                f"channel(s) but the model takes {self.size}x{self.size} images "
+                                f"with {self.channels} channel(s) (resize it first)")
+
+    # ---- per format
+    def read(self, path: Path) -> Source:
+        suffix = io.suffix_of(path)
+        if suffix in H5_SUFFIXES:
+            return self._h5(path)
+        if suffix in io.NIFTI_SUFFIXES:
+            return self._nifti(path)
+        if suffix == ".npy":
+            return self._npy(path)
+        return self._image(path)
+
+    def _image(self, path: Path) -> Source:
+        stem = stem_of(path)
+        src = Source(path, "image", stem, f"{stem}.png")
+        x = io.read_image(path, self.channels)
+        _finite(x, path.name)
+        if self._kind() == "measurement":
+            src.items.append(self._measured_item(src, path.name, stem, None, x))
+            return src
+        self._check_size(path.name, x)
+        src.items.append(self._clean_item(src, path.name, stem, None, x))
+        return src
+
+    def _npy(self, path: Path) -> Source:
+        a = io.read_npy(path)
+        stem = stem_of(path)
+        if not np.issubdtype(a.dtype, np.number) and a.dtype != np.bool_:
+            raise io.InputError(f"{path.name}: expected a numeric array, got {a.dtype}")
+        if np.iscomplexobj(a):
+            return self._kspace(path, a[None] if a.ndim == 2 else a, None, single=a.ndim == 2)
+        if a.ndim not in (2, 3):
+            raise io.InputError(f"{path.name}: expected a 2-D image or a 3-D stack (S, H, W), "
+                                f"got shape {a.shape}")
+        _finite(a, path.name)
+        a = a.astype(np.float32)
+        _unit_range(a, path.name)
+        measured = self._kind() == "measurement"
+        if a.ndim == 2:
+            src = Source(path, "npy", stem, f"{stem}.npy")
+            x = torch.from_numpy(a)[None]
+            if measured and self.channels != 1:
+                x = x.expand(self.channels, *a.shape).clone()
+            if measured:
+                src.items.append(self._measured_item(src, path.name, stem, None, x))
+            else:
+                self._check_size(path.name, x)
+                src.items.append(self._clean_item(src, path.name, stem, None, x))
+            return src
+        src = Source(path, "stack", stem, f"{stem}.npy", multi=True)
+        stack = torch.from_numpy(a)[:, None]
+        if not measured:
+            stack = _resize(stack, self.size)
+        for i in _select(len(stack), self.sel, path.name):
+            name, s = f"{path.name}[{i}]", f"{stem}_s{i:03d}"
+            x = stack[i].expand(self.channels, *stack.shape[-2:]).clone()
+            if measured:
+                src.items.append(self._measured_item(src, name, s, i, x))
+            else:
+                src.items.append(self._clean_item(src, name, s, i, x))
+        src.meta["n_slices"] = len(stack)
+        return src
+
+    def _nifti(self, path: Path) -> Source:
+        from ..datasets import volume_slices
+
+        if self._kind() == "measurement":
+            raise io.InputError(f"{path.name}: a NIfTI volume is read as clean images; "
+                                "drop --input-kind measurement")
+        vol = io.read_nifti(path)
+        if vol.ndim == 4 and vol.shape[3] == 1:
+            vol = vol[..., 0]
+        if vol.ndim != 3:
+            raise io.InputError(f"{path.name}: expected a 3-D volume, got shape {vol.shape}")
+        _finite(vol, path.name)
+        stem = stem_of(path)
+        x = volume_slices(vol, self.size, axis=self.cfg.axis)           # (S, 1, size, size)
+        src = Source(path, "nifti", stem, f"{stem}{io.suffix_of(path)}", multi=True,
+                     meta={"n_slices": len(x), "axis": self.cfg.axis})
+        for i in _select(len(x), self.sel, path.name):
+            xi = x[i].expand(self.channels, self.size, self.size).clone()
+            src.items.append(self._clean_item(src, f"{path.name}[{i}]", f"{stem}_s{i:03d}", i, xi))
+        return src
+
+    def _h5(self, path: Path) -> Source:
+        k, mask, _ = io.read_h5_kspace(path)
+        if k.ndim == 4:
+            raise io.InputError(f"{path.name}: multi-coil .h5 needs coil maps; not supported yet "
+                                f"(kspace is {k.shape}: slices, coils, H, W)")
+        if k.ndim not in (2, 3):
+            raise io.InputError(f"{path.name}: 'kspace' must be (slices, H, W), got {k.shape}")
+        return self._kspace(path, k[None] if k.ndim == 2 else k, mask, single=False)
+
+    def _kspace(self, path: Path, k: np.ndarray, file_mask, single: bool) -> Source:
+        """Items for k-space k (S, H, W) complex in the fastMRI layout (see ``kspace_to_ours``).
+
+        The mask: the file's ``mask`` dataset ((W,) columns or (H, W), centred like the
+        k-space); else, when the k-space is fully sampled, the ``--pattern`` mask
+        (retrospective undersampling: the fully sampled image is then the ground truth and
+        PSNR/SSIM are reported); else the entries that are non-zero in some slice.
+        The image is real (the operator uses k-space's Hermitian symmetry) when the measured
+        k-space is Hermitian-symmetric to 1e-3, else complex (real and imaginary parts
+        denoised as two images, as score-MRI does).  Scale: y is divided by the 99.5th
+        percentile of the zero-filled magnitude over the file, so images lie in about [0, 1];
+        outputs are multiplied back.
+        """
+        from ..operators import MRI, make_operator
+
+        name = path.name
+        if self.task != "mri":
+            raise io.InputError(f"{name}: k-space input needs --task mri")
+        if self.channels != 1:
+            raise io.InputError(f"{name}: k-space needs a 1-channel model, this one has "
+                                f"{self.channels}")
+        if k.ndim != 3 or k.shape[0] == 0:
+            raise io.InputError(f"{name}: k-space must be (slices, H, W), got {k.shape}")
+        s, h, w = k.shape
+        if (h, w) != (self.size, self.size):
+            raise io.InputError(f"{name}: k-space is {h}x{w} but the model takes "
+                                f"{self.size}x{self.size} (crop or resample the k-space first)")
+        _finite(k, name)
+        k_u = kspace_to_ours(k.astype(np.complex128))
+        full = bool((np.abs(k_u).max(0) > 0).all())
+        if file_mask is not None:
+            m = np.asarray(file_mask)
+            if m.shape == (w,):
+                m = np.broadcast_to(m[None, :], (h, w))
+            if m.shape != (h, w):
+                raise io.InputError(f"{name}: mask dataset is {m.shape}, expected ({w},) or "
+                                    f"({h}, {w})")
+            mask = np.fft.ifftshift(np.asarray(m) != 0)
+            origin = "file"
+        elif full:
+            mask = make_operator("mri", (1, h, w), **{k_: v for k_, v in self.cfg.task.items()
+                                                       if k_ != "task"}).mask.numpy()
+            origin = "pattern (retrospective)"
+        else:
+            mask = np.abs(k_u).max(0) > 0
+            origin = "non-zero k-space entries"
+        if not mask.any():
+            raise io.InputError(f"{name}: the sampling mask is empty")
+        ref = np.abs(np.fft.ifft2(k_u, norm="ortho")) if full else None
+        k_u = k_u * mask
+        zf = np.abs(np.fft.ifft2(k_u, norm="ortho"))
+        scale = float(np.percentile(zf, 99.5))
+        if not scale > 0:
+            raise io.InputError(f"{name}: the measured k-space is all zeros")
+        real = _hermitian(k_u, mask)
+        op = MRI(torch.from_numpy(mask.copy()), (1, h, w), complex_image=not real)
+        stem = stem_of(path)
+        suffix = io.suffix_of(path)
+        src = Source(path, "kspace", stem, f"{stem}{suffix}", multi=not single,
+                     meta={"scale": scale, "n_slices": s, "mask": origin, "real_image": real,
+                           "h5": suffix in H5_SUFFIXES, "single": single})
+        y_all = torch.from_numpy((k_u / scale).astype(np.complex64))[:, None]
+        for i in _select(s, self.sel, name):
+            iname = name if single else f"{name}[{i}]"
+            istem = stem if single else f"{stem}_s{i:03d}"
+            x = None
+            if ref is not None:
+                x = torch.from_numpy((ref[i] / scale).astype(np.float32))[None, None]
+                x = x.to(self.device)
+            src.items.append(Item(iname, istem, src, i, op, y_all[i: i + 1].to(self.device), x,
+                                  self._generator(iname)))
+        return src
+
+
+def kspace_to_ours(k_c: np.ndarray) -> np.ndarray:
+    """fastMRI k-space -> the unshifted layout of ``operators.mri`` (DC at [0, 0]).
+
+    fastMRI stores centred k-space of a centred image: image = fftshift(ifft2(ifftshift(k))).
+    Our operators take x = that image and k = fft2(x) unshifted, so
+    k_ours = ifftshift(k_c) * exp(-2 pi i (ky (H//2) / H + kx (W//2) / W)) (the fftshift of
+    the image is a phase ramp; (-1)^(ky+kx) for even sizes).  Elementwise, so the sampling
+    pattern only moves by the ifftshift.
+    """
+    h, w = k_c.shape[-2:]
+    ky = np.arange(h)[:, None] * (h // 2) / h
+    kx = np.arange(w)[None, :] * (w // 2) / w
+    return np.fft.ifftshift(k_c, axes=(-2, -1)) * np.exp(-2j * np.pi * (ky + kx))
+
+
+def _hermitian(k_u: np.ndarray, mask: np.ndarray, tol: float = 1e-3) -> bool:
+    """True when measured k-space is that of a real image: k(-w) = conj k(w) where both measured."""
+    def flip(a):
+        return np.roll(np.flip(a, (-2, -1)), (1, 1), (-2, -1))
+
+    both = mask & flip(mask)
+    if not both.any():
+        return False
+    d = (k_u - flip(k_u).conj())[..., both]
+    return float(np.linalg.norm(d)) <= tol * max(float(np.linalg.norm(k_u[..., both])), 1e-30)

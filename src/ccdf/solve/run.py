@@ -1,0 +1,255 @@
+"""``solve(cfg)``: one run of ``ccdf solve`` over a file or a folder (see the package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import io
+from . import manifest
+from .batch import solve_batch
+from .config import DeviceModel, SolveConfig, check_config, resolve_init, resolve_model, settings
+from .dist import Ranks
+from .readers import Reader, Source, check_names, list_inputs
+from .writers import write_source
+
+
+class OutputError(OSError):
+    """Outputs cannot be written (disk full, folder gone): the run stops, finished work stays."""
+
+
+@dataclass
+class SolveResult:
+    images: list | None      # metrics.json's per-item records (None on ranks other than 0)
+    summary: dict | None     # metrics.json's summary (None on ranks other than 0)
+    out: Path
+    n_failed: int            # inputs that failed in this run, over all ranks
+    rank: int = 0
+
+
+def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
+    """Run ``ccdf solve``.  ``log(str)`` receives notes: resumed inputs, each failed input
+    with its reason, the auto t0 rule.  Raises (ValueError / OSError, one line) for bad
+    settings, model or out folder, and for a single input file that cannot be solved."""
+    from ..operators import make_operator
+
+    log = log or (lambda msg: None)
+    check_config(cfg)
+    task = _task(cfg)
+    inputs = list_inputs(Path(cfg.input))
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise io.InputError(f"--out {out} exists and is not a folder")
+    if Path(cfg.input).is_dir() and out.exists() and out.resolve() == Path(cfg.input).resolve():
+        raise io.InputError("--out must not be the input folder (outputs would be read as "
+                            "inputs next time)")
+    check_names(inputs, out)
+    ranks = Ranks(cfg.device)
+    model, model_name = resolve_model(cfg.model, task["task"])
+    model = model.to(ranks.device)
+    net = resolve_init(cfg.init, task, model.image_size)
+    if net is not None:
+        net = net.to(ranks.device)
+    size, params = model.image_size, {k: v for k, v in task.items() if k != "task"}
+    op = make_operator(task["task"], (model.channels, size, size), **params)  # checks the task
+    if cfg.compile or cfg.half:
+        model = DeviceModel(model, ranks.device, cfg.compile, cfg.half)
+    work = _Work(cfg, model, net, Reader(cfg, model, op, ranks.device), out, log)
+    # a single input file is read and checked before anything is written, like the flags
+    first = work.prepare(inputs[0]) if Path(cfg.input).is_file() else None
+    ranks.start()
+    try:
+        return _run(cfg, task, model_name, inputs, first, work, ranks, progress, log)
+    finally:
+        ranks.close()
+
+
+def _run(cfg, task, model_name, inputs, first, work, ranks, progress, log) -> SolveResult:
+    """Rank 0 opens --out (lock, settings, what is done); every rank solves its shard; rank 0
+    merges the manifest parts and writes metrics.json."""
+    out, names = Path(cfg.out), [p.name for p in inputs]
+    lock, state = None, {"error": None, "done": []}
+    if ranks.rank == 0:
+        try:
+            lock, entries = manifest.open_out(out, settings(cfg, task), cfg.overwrite)
+            state["done"] = sorted(manifest.done(out, entries) & set(names))
+        except (ValueError, OSError) as e:
+            state["error"] = str(e)
+    state = ranks.broadcast(state)
+    if state["error"]:
+        raise io.InputError(state["error"])
+    try:
+        done = set(state["done"])
+        if ranks.rank == 0 and done:
+            log(f"resuming: {len(done)} of {len(inputs)} input(s) already done in {out}")
+        todo = [p for p in ranks.shard(inputs) if p.name not in done]
+        part = manifest.part(out, ranks.rank, ranks.size)
+        statuses = ranks.gather(work.run(todo, first, part, progress and ranks.rank == 0))
+        error = next((s["error"] for s in statuses if s["error"]), None)
+        n_failed = sum(s["failed"] for s in statuses)
+        images = summary = None
+        if ranks.rank == 0 and error is None:
+            try:
+                entries = manifest.merge(out, names)
+                m = manifest.build_metrics(entries, _report(cfg, task, model_name))
+                io.write_json(out / manifest.METRICS, m)
+                images, summary = m["images"], m["summary"]
+            except OSError as e:
+                error = f"cannot write the manifest and metrics to {out}: {e.strerror or e}"
+        ranks.barrier()
+    finally:
+        if lock is not None:
+            manifest.close_out(out, lock)
+    if error:
+        raise OutputError(error)
+    if summary is not None and summary.get("t0_reason"):
+        log(f"auto t0: {summary['t0_reason']}")
+    return SolveResult(images, summary, out, n_failed, ranks.rank)
+
+
+class _Work:
+    """One rank's pass over its inputs: read -> initial estimate and t0 -> solve in batches of
+    consecutive items with the same t0 -> write the outputs and the manifest line, input by
+    input.  Only the inputs of the current batch are in memory."""
+
+    def __init__(self, cfg, model, net, reader, out: Path, log):
+        self.cfg, self.model, self.net, self.reader, self.out, self.log = \
+            cfg, model, net, reader, out, log
+        self.auto = cfg.t0 == "auto"
+        self.cache: dict = {}  # auto t0: the prior-sample error estimate, once per run
+        self.n_ok = self.n_failed = 0
+        self.writer = self.bar = None
+
+    def prepare(self, path: Path) -> Source:
+        """Read an input; give each of its items the initial estimate and t0 (raises)."""
+        from .. import autot0, init
+
+        src = self.reader.read(path)
+        for it in src.items:
+            if self.net is not None and it.op.complex_image:
+                raise io.InputError(f"{it.name}: this k-space is not that of a real image, which "
+                                    "the restoration network cannot take; use --init classic")
+            it.x0_hat = (init.classic(it.op, it.y) if self.net is None
+                         else init.feed_forward(self.net, it.op, it.y))
+            if self.auto:
+                t0, reason = autot0.choose_t0(
+                    self.model, it.op, it.y, it.x0_hat, self.cfg.steps, self.cfg.sigma_y,
+                    None if self.net is None else self.net.meta, cache=self.cache)
+                it.t0, it.reason = float(t0), str(reason)
+            else:
+                it.t0 = float(self.cfg.t0)
+        return src
+
+    def run(self, paths: list, first: Source | None, part: Path, progress: bool) -> dict:
+        """Solve ``paths``, appending to the manifest file ``part``.  Returns {"error": a
+        one-line message when outputs could not be written (the run stopped), "ok", "failed"}."""
+        self.writer = manifest.ManifestWriter(part)
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+            self.bar = tqdm(total=len(paths), desc="solve", unit="file", dynamic_ncols=True,
+                            file=sys.stderr, disable=None, leave=False)  # no bar without a TTY
+        pending: list = []   # items of the next batch
+        opened: list = []    # sources read and not yet written, in order
+        error = None
+        try:
+            for path in paths:
+                try:
+                    src = first if first is not None and first.path == path else self.prepare(path)
+                except Exception as e:  # noqa: BLE001 -- a bad input fails alone
+                    self._failed(path.name, _reason(e))
+                    continue
+                opened.append(src)
+                for it in src.items:
+                    if pending and (len(pending) == self.cfg.batch_size or pending[0].t0 != it.t0):
+                        self._solve(pending, opened)
+                        pending = []
+                    pending.append(it)
+            self._solve(pending, opened)
+        except OutputError as e:
+            error = str(e)
+        finally:
+            self.writer.close()
+            if self.bar is not None:
+                self.bar.close()
+        return {"error": error, "ok": self.n_ok, "failed": self.n_failed}
+
+    def _solve(self, items: list, opened: list) -> None:
+        """Solve a batch, then write every source whose items are all solved (or failed)."""
+        items = [it for it in items if it.source.failed is None]
+        if items:
+            for it, e in zip(items, solve_batch(self.model, items, self.cfg, self._step)):
+                if e is not None and it.source.failed is None:
+                    it.source.failed = (f"{it.name}: " if it.source.multi else "") + _reason(e)
+        while opened and (opened[0].failed is not None or
+                          all(it.result is not None for it in opened[0].items)):
+            self._write(opened.pop(0))
+
+    def _write(self, src: Source) -> None:
+        if src.failed is None:
+            try:
+                outputs = write_source(self.out, src, self.cfg.samples)
+                entry = manifest.ok_entry(src, outputs, self.cfg.seed, self.auto)
+            except OSError as e:
+                raise OutputError(self._cannot_write(src.path.name, e)) from None
+            except Exception as e:  # noqa: BLE001 -- e.g. a result the output format refuses
+                src.failed = _reason(e)
+        if src.failed is not None:
+            self._failed(src.path.name, src.failed)
+            return
+        self._append(src.path.name, entry)
+        self.n_ok += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _failed(self, name: str, reason: str) -> None:
+        self.log(f"ccdf solve: {name} failed: {reason}")
+        self._append(name, manifest.failed_entry(name, reason))
+        self.n_failed += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _append(self, name: str, entry: dict) -> None:
+        try:
+            self.writer.append(entry)
+        except OSError as e:
+            raise OutputError(self._cannot_write(name, e)) from None
+
+    def _cannot_write(self, name: str, e: OSError) -> str:
+        return (f"cannot write the outputs of {name} to {self.out}: {e.strerror or e}; the "
+                f"{self.n_ok} input(s) finished before are kept (rerun the same command to "
+                "resume)")
+
+    def _step(self, info: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"step {info['n_prime'] - info['i'] + 1}/{info['n_prime']}",
+                                     refresh=False)
+            self.bar.refresh()
+
+
+def _reason(e: BaseException) -> str:
+    """One line saying why an input failed."""
+    msg = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
+    if isinstance(e, FloatingPointError):
+        return f"sampling diverged ({msg})"
+    return msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}"
+
+
+def _task(cfg: SolveConfig) -> dict:
+    """The operator's keyword arguments, with inpainting's default mask."""
+    task = dict(cfg.task)
+    if task["task"] == "inpaint" and task.get("mask") is None:
+        if cfg.input_kind == "measurement":
+            raise ValueError("--input-kind measurement for inpainting needs --mask (the holes: "
+                             "box, random:FRACTION or a mask file)")
+        task["mask"] = "box"
+    return task
+
+
+def _report(cfg: SolveConfig, task: dict, model_name: str) -> dict:
+    """The settings reported in metrics.json's summary."""
+    return {"t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
+            "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
+            "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
+            "batch_size": cfg.batch_size, "input_kind": cfg.input_kind or "clean"}
