@@ -27,7 +27,7 @@ def bench_run(tmp_path_factory):
     out = tmp / "out"
     rc = cli.main(["bench", "--task", "sr", "--factor", "4", "--model", str(tmp / "model"),
                    "--input", str(tmp / "x.npy"), "--restorer", str(tmp / "restorer"),
-                   "--out", str(out), "--quick", "--n-images", "2"])
+                   "--out", str(out), "--quick", "--n-images", "2", "--peers"])
     return rc, out
 
 
@@ -42,6 +42,8 @@ def test_bench_writes_rows_table_and_plots(bench_run):
     assert by["CCDF net start, N=100, t0=0.2"]["nfe"] == 20
     assert by["initial estimate (classic)"]["nfe"] == 0 and "feed-forward net alone" in by
     assert any("auto t0" in m for m in by)
+    assert by["DDRM, N=20"]["nfe"] == 20 and by["DiffPIR, N=100"]["nfe"] == 100
+    assert by["DiffPIR, N=20"]["nfe"] == 20 and by["DPS, N=100"]["nfe"] == 100  # quick: capped
     assert all(r["n_images"] == 2 and np.isfinite(r["psnr"]) for r in rows)
     # an untrained restorer is the identity: the net alone equals the classic estimate
     assert by["feed-forward net alone"]["psnr"] == pytest.approx(

@@ -187,23 +187,23 @@ class Bench:
         return reasons
 
     def peers(self, quick: bool) -> None:
+        """DDRM, DiffPIR and DPS (``ccdf.peers``) at their default steps and at 20 NFE."""
         from . import peers
 
-        for name, default in peers.DEFAULT_STEPS.items():
+        labels = {"ddrm": "DDRM", "diffpir": "DiffPIR", "dps": "DPS"}
+        for name in ("ddrm", "diffpir", "dps"):
+            default = peers.PEERS[name].steps
+            if quick and name == "dps":
+                default = min(default, 100)  # DPS at 1000 NFE + gradients: the slowest row
             for n in sorted({default, 20}, reverse=True):
-                if quick and name == "dps" and n > 100:
-                    n = 100  # DPS at 1000 NFE with gradients is the slowest row by far
-                if self._find(f"{peers.LABELS[name]}, N={n}"):
-                    continue
                 tic = time.perf_counter()
                 try:
                     xh, nfe = peers.run_peer(name, self.s.model, self.s.op, self.s.y, steps=n,
                                              generator=self.gen())
                 except ValueError as e:  # the peer does not support this operator/schedule
-                    self.log(f"  {peers.LABELS[name]}: skipped ({e})")
+                    self.log(f"  {labels[name]}: skipped ({e})")
                     break
-                self.add(f"{peers.LABELS[name]}, N={n}", xh, nfe, time.perf_counter() - tic,
-                         steps=n)
+                self.add(f"{labels[name]}, N={n}", xh, nfe, time.perf_counter() - tic, steps=n)
 
     def sr_baselines(self, steps=(1000, 20)) -> None:
         from .models.sr3 import Conditioned, condition
