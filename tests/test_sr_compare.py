@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ccdf import fid
+from ccdf import cli, fid, io
 from ccdf.models import load_model
 from ccdf.models.esrgan import Discriminator, ragan_losses, train_esrgan
 from ccdf.models.restorer import new_restorer, save_restorer
@@ -106,6 +106,10 @@ def test_sr3_trains_resumes_samples_and_is_refused_by_ccdf(tmp_path):
     assert res.x.shape == (6, 1, 16, 16) and res.nfe == 5
     with pytest.raises(ValueError, match="conditional"):
         reconstruct(model, op, y, x[:3], t0=0.2, steps=5)
+    io.write_image(tmp_path / "in" / "a.png", x[0])
+    rc = cli.main(["solve", "--task", "sr", "--input", str(tmp_path / "in"), "--out",
+                   str(tmp_path / "o"), "--model", str(tmp_path / "full"), "--no-progress"])
+    assert rc == 2 and not (tmp_path / "o" / "a.png").exists()
 
 
 # ----------------------------------------------------------------------------- ESRGAN

@@ -126,11 +126,15 @@ def resolve_model(spec: str, task: str):
     else:
         name, path = spec, Path(spec)
     try:
-        return load_model(path).eval(), name
+        model = load_model(path).eval()
     except (ValueError, OSError, RuntimeError):
         raise
     except Exception as e:  # safetensors / diffusers raise their own types
         raise ValueError(f"cannot load the model {path}: {type(e).__name__}: {e}") from None
+    if (getattr(model, "meta", None) or {}).get("condition"):
+        raise ValueError(f"{path} is a conditional (SR3-style) model, not a prior; CCDF needs "
+                         "an unconditional prior (SR3 models are compared by `ccdf bench`)")
+    return model, name
 
 
 def resolve_init(spec: str, task: dict, image_size: int):
