@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     de = sub.add_parser("demo", help="the main job on the embedded models: report.md + figures")
     de.add_argument("--out", default="out/demo")
-    de.add_argument("--quick", action="store_true", help="4 images per task, short sweeps")
+    de.add_argument("--quick", action="store_true", help="4 images per task (2 MRI slices), short sweeps")
     de.add_argument("--tasks", default="", help="comma list of sr4, inpaint-box, mri4")
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--threads", type=int, default=0)

@@ -36,7 +36,8 @@ def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
     rpath = _asset(spec["restorer"]) if spec["restorer"] else None
     restorer = str(rpath) if rpath and (rpath / "config.json").exists() else "none"
     s = bench.make_setup({"task": spec["task"], **spec["params"]}, str(_asset(spec["model"])),
-                         f"{spec['data']}:sample", 4 if quick else 16, restorer)
+                         f"{spec['data']}:sample", (2 if key == "mri4" else 4) if quick else 16,
+                         restorer)
     b = bench.Bench(s, seed, log)
     b.initial()
     b.full_runs((20, 1000))
