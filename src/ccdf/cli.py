@@ -15,27 +15,6 @@ def _floats(s: str) -> tuple:
     return tuple(int(v) for v in s.split(","))
 
 
-def cmd_train(a) -> int:
-    import torch
-
-    from . import datasets
-    from .models.train import TrainConfig, train
-
-    torch.set_num_threads(a.threads) if a.threads else None
-    cfg = TrainConfig(
-        data=a.data, image_size=a.image_size, channels=a.channels, schedule=a.schedule,
-        sigma_max=a.sigma_max, block_out_channels=a.channels_mult, layers_per_block=a.layers,
-        attention=a.attention, batch_size=a.batch_size, lr=a.lr, steps=a.steps,
-        ema_decay=a.ema, hflip=a.hflip, seed=a.seed, checkpoint_every=a.checkpoint_every,
-        trained_on=a.data, extra={"command": "ccdf " + " ".join(a.argv)})
-    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
-    if data.shape[-1] != a.image_size:
-        raise CLIError(f"data is {data.shape[-1]}x{data.shape[-1]} but --image-size is {a.image_size}")
-    out = train(cfg, data, a.out, resume=not a.restart, progress=not a.no_progress)
-    print(f"model written to {out}")
-    return 0
-
-
 def cmd_theory(a) -> int:
     from . import theory
 
@@ -79,31 +58,6 @@ def _add_task_args(p) -> None:
     p.add_argument("--pattern", choices=["uniform1d", "gaussian1d", "vd2d"], default="uniform1d")
     p.add_argument("--accel", type=float, default=4)
     p.add_argument("--acs", type=int, default=None, help="fully sampled centre lines")
-
-
-def cmd_train_restorer(a) -> int:
-    import torch
-
-    from . import datasets
-    from .models.restorer import train_restorer
-    from .models.train import TrainConfig
-
-    torch.set_num_threads(a.threads) if a.threads else None
-    task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
-        task.pop("seed", None)
-    cfg = TrainConfig(
-        data=a.data, image_size=a.image_size, channels=a.channels,
-        block_out_channels=a.channels_mult, layers_per_block=a.layers, batch_size=a.batch_size,
-        lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip, seed=a.seed,
-        checkpoint_every=a.checkpoint_every, trained_on=a.data,
-        extra={"command": "ccdf " + " ".join(a.argv)})
-    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
-    held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
-    out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
-                         progress=not a.no_progress)
-    print(f"restoration network written to {out}")
-    return 0
 
 
 def cmd_sample(a) -> int:
@@ -168,52 +122,6 @@ def cmd_bench(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a diffusion prior (DDPM eps-loss or VE score matching)")
-    t.add_argument("--data", required=True,
-                   help="fashion-mnist[:train], mni152[:train], brains, or a folder/.nii/.npy/.h5")
-    t.add_argument("--out", required=True, help="output folder (model + checkpoint + log)")
-    t.add_argument("--schedule", choices=["vp", "ve"], default="vp")
-    t.add_argument("--sigma-max", type=float, default=50.0)
-    t.add_argument("--image-size", type=int, default=32)
-    t.add_argument("--channels", type=int, default=1)
-    t.add_argument("--channels-mult", type=_floats, default=(32, 64, 64),
-                   help="UNet block widths, e.g. 32,64,64")
-    t.add_argument("--layers", type=int, default=1)
-    t.add_argument("--attention", action="store_true")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--steps", type=int, default=10000)
-    t.add_argument("--ema", type=float, default=0.999)
-    t.add_argument("--hflip", action="store_true", help="random horizontal flips")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=250)
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=cmd_train)
-
-    r = sub.add_parser("train-restorer",
-                       help="train a feed-forward restoration net (the better initial estimate)")
-    r.add_argument("--data", required=True)
-    r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
-    r.add_argument("--out", required=True)
-    r.add_argument("--image-size", type=int, default=32)
-    r.add_argument("--channels", type=int, default=1)
-    r.add_argument("--channels-mult", type=_floats, default=(32, 64, 64))
-    r.add_argument("--layers", type=int, default=1)
-    r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--lr", type=float, default=5e-4)
-    r.add_argument("--steps", type=int, default=3000)
-    r.add_argument("--ema", type=float, default=0.995)
-    r.add_argument("--hflip", action="store_true")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--checkpoint-every", type=int, default=250)
-    r.add_argument("--threads", type=int, default=0)
-    r.add_argument("--restart", action="store_true")
-    r.add_argument("--no-progress", action="store_true")
-    _add_task_args(r)
-    r.set_defaults(func=cmd_train_restorer)
 
     sa = sub.add_parser("sample", help="unconditional samples of a prior as a PNG grid")
     sa.add_argument("--model", default="default-image", help="default-image, default-mri or PATH")

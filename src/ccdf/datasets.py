@@ -47,33 +47,30 @@ def sample_indices() -> Tensor:
     return torch.randperm(10000, generator=torch.Generator().manual_seed(0))[:48].sort().values
 
 
-def fashion_mnist(split: str = "train") -> Tensor:
-    """split: train (60k), test (10k), val (the first 1000 test images outside the sample)."""
+def _fashion_idx(split: str, kind: str) -> np.ndarray:
+    """The raw Fashion-MNIST ``kind`` ('images' | 'labels') array of ``split``."""
     if split == "val":
-        keep = torch.ones(10000, dtype=torch.bool)
-        keep[sample_indices()] = False
-        return fashion_mnist("test")[keep][:1000]
+        keep = np.ones(10000, dtype=bool)
+        keep[sample_indices().numpy()] = False
+        return _fashion_idx("test", kind)[keep][:1000]
     name = {"train": "train", "test": "t10k"}[split]
-    path = FASHION_DIR / f"{name}-images-idx3-ubyte.gz"
+    path = FASHION_DIR / f"{name}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz"
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: install the Debian package 'dataset-fashion-mnist' "
             "(apt-get install dataset-fashion-mnist)")
-    x = torch.from_numpy(io.read_idx(path).astype(np.float32) / 255.0)[:, None]
+    return io.read_idx(path)
+
+
+def fashion_mnist(split: str = "train") -> Tensor:
+    """split: train (60k), test (10k), val (the first 1000 test images outside the sample)."""
+    x = torch.from_numpy(_fashion_idx(split, "images").astype(np.float32) / 255.0)[:, None]
     return F.pad(x, (2, 2, 2, 2))
 
 
 def fashion_mnist_labels(split: str = "train") -> Tensor:
     """Class labels (N,) int64 of ``fashion_mnist(split)``, same order."""
-    if split == "val":
-        keep = torch.ones(10000, dtype=torch.bool)
-        keep[sample_indices()] = False
-        return fashion_mnist_labels("test")[keep][:1000]
-    name = {"train": "train", "test": "t10k"}[split]
-    path = FASHION_DIR / f"{name}-labels-idx1-ubyte.gz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: apt-get install dataset-fashion-mnist")
-    return torch.from_numpy(io.read_idx(path).astype(np.int64))
+    return torch.from_numpy(_fashion_idx(split, "labels").astype(np.int64))
 
 
 def mni152_path() -> Path:

@@ -1,5 +1,6 @@
-"""``ccdf train-sr3``, ``ccdf train-esrgan``, ``ccdf train-classifier``: the models of the
-super-resolution comparison (the seed's Table 2) and the feature network of its FID."""
+"""The training commands: ``ccdf train`` (a diffusion prior), ``ccdf train-restorer`` (the
+feed-forward start), and the models of the super-resolution comparison (the seed's Table 2)
+and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-classifier``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,40 @@ def _config(a, **kw):
 
     torch.set_num_threads(a.threads) if a.threads else None
     return TrainConfig(
-        data=a.data, image_size=a.image_size, channels=1, block_out_channels=a.channels_mult,
+        data=a.data, image_size=a.image_size, channels=getattr(a, "channels", 1),
+        block_out_channels=a.channels_mult, layers_per_block=getattr(a, "layers", 1),
         batch_size=a.batch_size, lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip,
         seed=a.seed, checkpoint_every=a.checkpoint_every, trained_on=a.data,
         extra={"command": "ccdf " + " ".join(a.argv)}, **kw)
+
+
+def cmd_train(a) -> int:
+    from . import datasets
+    from .models.train import train
+
+    cfg = _config(a, schedule=a.schedule, sigma_max=a.sigma_max, attention=a.attention)
+    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
+    if data.shape[-1] != a.image_size:
+        raise CLIError(f"data is {data.shape[-1]}x{data.shape[-1]} but --image-size is {a.image_size}")
+    out = train(cfg, data, a.out, resume=not a.restart, progress=not a.no_progress)
+    print(f"model written to {out}")
+    return 0
+
+
+def cmd_train_restorer(a) -> int:
+    from . import datasets
+    from .models.restorer import train_restorer
+
+    task = {"task": a.task, **_task_params(a)}
+    if a.task != "mri":
+        task.pop("seed", None)
+    cfg = _config(a)
+    data = datasets.load(a.data, size=a.image_size, channels=a.channels)
+    held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
+    out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
+                         progress=not a.no_progress)
+    print(f"restoration network written to {out}")
+    return 0
 
 
 def _sr_task(a) -> dict:
@@ -81,6 +112,27 @@ def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: in
 
 
 def add_train_parsers(sub) -> None:
+    t = sub.add_parser("train", help="train a diffusion prior (DDPM eps-loss or VE score matching)")
+    t.add_argument("--data", required=True,
+                   help="fashion-mnist[:train], mni152[:train], brains, or a folder/.nii/.npy/.h5")
+    t.add_argument("--schedule", choices=["vp", "ve"], default="vp")
+    t.add_argument("--sigma-max", type=float, default=50.0)
+    t.add_argument("--channels", type=int, default=1)
+    t.add_argument("--layers", type=int, default=1)
+    t.add_argument("--attention", action="store_true")
+    _common(t, 2e-4, 10000, 0.999)
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("train-restorer",
+                       help="train a feed-forward restoration net (the better initial estimate)")
+    r.add_argument("--data", required=True)
+    r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
+    r.add_argument("--channels", type=int, default=1)
+    r.add_argument("--layers", type=int, default=1)
+    _common(r, 5e-4, 3000, 0.995)
+    _add_task_args(r)
+    r.set_defaults(func=cmd_train_restorer)
+
     s = sub.add_parser("train-sr3", help="train an SR3-style conditional diffusion model "
                        "(the SR baseline of the talk's Table 2)")
     s.add_argument("--data", required=True, help="fashion-mnist[:train] or a folder/.npy")
