@@ -56,3 +56,97 @@ def test_choose_t0_uses_saved_error_or_prior_samples():
     cache = {}
     t_c, why_c = autot0.choose_t0(model, op, y, x0, 50, cache=cache)
     assert "prior samples" in why_c and 0 < t_c <= 1 and len(cache) == 1
+
+
+def test_t0_for_error_with_k_matches_mu_rule_and_grows_with_k():
+    s = VPSchedule()
+    for eps0 in (1e-3, 3e-2):
+        assert autot0.t0_for_error(s, 100, eps0, mu=0.25) == autot0.t0_for_error(s, 100, eps0, k=1.0)
+        ts = [autot0.t0_for_error(s, 100, eps0, k=k) for k in (0.1, 1.0, 10.0, 100.0)]
+        assert ts == sorted(ts) and ts[0] < ts[-1]
+
+
+def test_task_and_start_keys():
+    assert autot0.task_key({"task": "sr", "factor": 4, "kernel": "avg"}) == "sr factor=4 kernel=avg"
+    mri = {"task": "mri", "pattern": "uniform1d", "accel": 4, "acs": None, "seed": 3}
+    assert autot0.task_key(mri) == autot0.task_key({**mri, "accel": 4.0, "seed": 0})
+    assert autot0.task_key({"task": "sr", "factor": 4}) == "sr factor=4 kernel=avg"  # demo's form
+    assert autot0.task_key({"task": "mri", "accel": 4}) == autot0.task_key(mri)
+    assert autot0.task_key({"task": "sr", "factor": 2}) != "sr factor=4 kernel=avg"
+    assert autot0.start_key(None) == "classic"
+
+    class Net:
+        source = "/x/restorer-sr4"
+
+    assert autot0.start_key(Net()) == "net:restorer-sr4"
+
+
+@pytest.fixture
+def tiny_prior(tmp_path):
+    from ccdf.models.unet import UNetDenoiser, build_unet, load_model, save_model
+
+    torch.manual_seed(0)
+    save_model(UNetDenoiser(build_unet(16, 1, (8, 16)), VPSchedule()), tmp_path / "prior")
+    return load_model(tmp_path / "prior")
+
+
+def test_calibration_round_trip_gives_back_its_best_t0(tiny_prior):
+    """calibrate -> save -> find -> choose_t0 on the same images returns the calibrated t0*:
+    k is stored in the units choose_t0 uses (eps0 + residual, model space)."""
+    from ccdf import init
+    from ccdf.operators import make_operator
+
+    model = tiny_prior
+    task = {"task": "sr", "factor": 4, "kernel": "avg"}
+    op = make_operator("sr", (1, 16, 16), factor=4)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = op.A(x)
+    x0 = init.classic(op, y)
+    grid = (0.05, 0.1, 0.2, 0.5)
+    entry = autot0.calibrate(model, op, x, x0, steps=20, grid=grid)
+    assert entry["t0_best"] in grid and [p[0] for p in entry["curve"]] == list(grid)
+    best = max(p for _, p in entry["curve"])
+    assert all(p < best - entry["tol_db"] for t, p in entry["curve"] if t < entry["t0_best"])
+    assert entry["eps0"] == pytest.approx(float((x0 - x).pow(2).mean()))
+    f = autot0.save_calibration(model, task, "classic", entry)
+    assert f == model.source / "autot0.json"
+    autot0.save_calibration(model, task, "net:other", {**entry, "k": 1e-9})  # merged, not replaced
+    cal = autot0.find_calibration(model, task, "classic")
+    assert cal["k"] == pytest.approx(entry["k"])
+    assert autot0.find_calibration(model, {"task": "sr", "factor": 2, "kernel": "avg"}, "classic") is None
+    t0, why = autot0.choose_t0(model, op, y, x0, 20, calibration=cal)
+    assert t0 == pytest.approx(entry["t0_best"]) and "calibrated" in why
+    # a start twice as far off (same residual) needs at least as long a path
+    t0_far, _ = autot0.choose_t0(model, op, y, x0, 20, calibration={**cal, "eps0": 4 * cal["eps0"]})
+    assert t0_far >= t0
+
+
+def test_calibrate_t0_cli_then_solve_auto_uses_it(tiny_prior, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from ccdf import cli
+
+    np.save(tmp_path / "val.npy", np.random.default_rng(0).random((3, 16, 16)).astype(np.float32))
+    rc = cli.main(["calibrate-t0", "--task", "sr", "--factor", "4", "--model",
+                   str(tiny_prior.source), "--input", str(tmp_path / "val.npy"), "--restorer",
+                   "none", "--steps", "10"])
+    assert rc == 0
+    data = json.loads((tiny_prior.source / "autot0.json").read_text())
+    entry = data["sr factor=4 kernel=avg"]["classic"]
+    assert 0 < entry["t0_best"] <= 1 and entry["command"].startswith("ccdf calibrate-t0")
+    capsys.readouterr()
+    rc = cli.main(["solve", "--task", "sr", "--factor", "4", "--input", str(tmp_path / "val.npy"),
+                   "--out", str(tmp_path / "o"), "--model", str(tiny_prior.source), "--t0",
+                   "auto", "--steps", "10", "--no-progress"])
+    assert rc == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "calibrated" in m["summary"]["t0_reason"]
+
+
+def test_calibrate_t0_needs_a_task(capsys):
+    from ccdf import cli
+
+    assert cli.main(["calibrate-t0"]) == 2
+    assert capsys.readouterr().err.strip() == "ccdf calibrate-t0: error: --task is required (sr, inpaint or mri)"

@@ -52,7 +52,8 @@ def test_bench_writes_rows_table_and_plots(bench_run):
     th = meta["theory"]
     assert th["n_prime"] == 20 and th["holds"] == (th["measured"] <= th["bound"])
     assert meta["overhead"]["ratio"] > 0 and meta["command"].startswith("ccdf bench")
-    assert [t for t, _, _ in meta["curves"]["classic start, N=100"]] == [0.05, 0.1, 0.2, 0.5, 1.0]
+    assert [p[0] for p in meta["curves"]["classic start, N=100"]] == [0.05, 0.1, 0.2, 0.5, 1.0]
+    assert meta["machine"]["torch_threads"] >= 1 and meta["machine"]["cpu_count"] >= 1
     md = (out / "results.md").read_text()
     assert "| method | NFE | t0 | N | PSNR | SSIM |" in md and "Theorem 1" in md
     for png in ("grid.png", "psnr_vs_nfe.png", "psnr_vs_t0.png"):
@@ -65,3 +66,16 @@ def test_bench_bad_input_one_line(tmp_path, capsys):
                      "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("ccdf bench: error:") for e in err)
+
+
+def test_targets_check_the_interior_optimum_of_each_curve():
+    from ccdf.bench_report import targets
+
+    pts = [(0.1, 20.0, 0.5, 30.0), (0.5, 21.0, 0.6, 10.0), (1.0, 22.0, 0.7, 20.0)]
+    res = {"task": {"task": "sr"}, "rows": [], "curves": {"classic start, N=100": pts,
+                                                           "net start, N=100": [p[:3] + (None,)
+                                                                                for p in pts]}}
+    met = {name: ok for name, ok, _ in targets(res)}
+    assert met["PSNR vs t0 (classic start, N=100) has an interior optimum"] is False  # best at 1
+    assert met["FD vs t0 (classic start, N=100) has an interior optimum"] is True     # best at 0.5
+    assert "FD vs t0 (net start, N=100) has an interior optimum" not in met          # no FD there

@@ -22,7 +22,7 @@ def test_demo_writes_report_table_and_figures(tmp_path, monkeypatch):
     res = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in res[0]["rows"]}
     assert rows["full run (t0=1), N=1000"]["nfe"] == 1000
-    assert rows["CCDF classic start, N=100 t0=0.2, mean of 4"]["nfe"] == 20
+    assert rows["CCDF classic start, N=100 t0=0.2, mean of 4"]["nfe"] == 80  # 4 samples x 20
     assert rows["initial estimate (classic)"]["nfe"] == 0
     assert [t for t, _ in res[0]["sweep"]["classic"]] == [0.05, 0.1, 0.2, 0.5, 1.0]
     assert (out / "sr4_grid.png").stat().st_size > 0

@@ -36,7 +36,8 @@ def test_outputs_and_metrics(setup):
     assert _solve(model, inp, tmp / "out", "--samples", "2") == 0
     m = json.loads((tmp / "out" / "metrics.json").read_text())
     assert [i["name"] for i in m["images"]] == ["im0.png", "im1.png", "im2.png"]
-    assert all(i["nfe"] == 3 for i in m["images"]) and m["summary"]["nfe"] == 3
+    # K = 2 posterior samples of N' = 3 steps each: 6 network evaluations per image
+    assert all(i["nfe"] == 6 for i in m["images"]) and m["summary"]["nfe"] == 6
     for k in ("psnr_mean", "ssim_mean", "t0", "steps", "seconds_per_image", "init_psnr_mean"):
         assert k in m["summary"]
     for stem in ("im0", "im1", "im2"):

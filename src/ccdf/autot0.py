@@ -7,13 +7,20 @@ shrinks a start error exactly by w = s^2 / (s^2 + sigma_bar^2), sigma_bar^2 = b(
 ``contraction_factor``).  Taking s^2 = eps0 (the error lives at its own scale) and asking
 w^2 <= mu gives the smallest t0 with
 
-    b(t0)^2 / a(t0)^2 >= eps0 (1 / sqrt(mu) - 1)
+    b(t0)^2 / a(t0)^2 >= k eps0,      k = 1 / sqrt(mu) - 1
 
-(mu = 0.25: the injected noise matches the initial error).  t0 is then clipped to
+(mu = 0.25: k = 1, the injected noise matches the initial error).  t0 is then clipped to
 [t0_min, 1] and rounded up to the grid of N steps.
 
+The Gaussian k is optimistic for the structured errors of real starts (aliasing, blur, a
+hole), so ``calibrate`` measures k once per prior, task and start: on validation images (never
+the evaluation ones) it sweeps t0, takes the smallest t0 within ``tol`` dB of the best PSNR,
+and stores k = (b^2/a^2)(t0*) / eps0 with the start's held-out eps0 in ``autot0.json`` beside
+the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
+
 eps0 (per pixel, images in [0, 1]) comes from, in order:
-  * the initializer's own held-out error saved with it (restoration nets: ``heldout.mse_net``);
+  * the start's held-out error stored with the calibration;
+  * the restoration net's own held-out error saved with it (``heldout.mse_net``);
   * otherwise the classic initializer's error on a few images drawn from the prior itself
     (``prior_init_error``: K unconditional DDIM samples, computed once per run);
 plus the measurement residual ||y - A x0_hat||^2 / n and the noise level sigma_y^2.
@@ -21,13 +28,19 @@ plus the measurement residual ||y - A x0_hat||^2 / n and the noise level sigma_y
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 
 from . import init as _init
+from . import io, metrics
 from .samplers import solve
 from .schedules import n_prime
+
+CALIBRATION = "autot0.json"
+CALIBRATION_GRID = (0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 def contraction_factor(schedule, t0: float, s2: float) -> float:
@@ -37,14 +50,21 @@ def contraction_factor(schedule, t0: float, s2: float) -> float:
     return a2 * s2 / (a2 * s2 + b2)
 
 
+def noise_to_signal(schedule, t0: float) -> float:
+    """sigma_bar^2 = b(t0)^2 / a(t0)^2: the noise the jump adds, in units of the data."""
+    return float(schedule.b(t0)) ** 2 / float(schedule.a(t0)) ** 2
+
+
 def t0_for_error(schedule, steps: int, eps0_model: float, mu: float = 0.25,
-                 t0_min: float = 0.02) -> float:
-    """Smallest grid t0 in [t0_min, 1] with contraction_factor(t0, eps0)^2 <= mu."""
+                 t0_min: float = 0.02, k: float | None = None) -> float:
+    """Smallest grid t0 in [t0_min, 1] with b^2/a^2 >= k eps0 (k = 1/sqrt(mu) - 1 unless
+    given: then contraction_factor(t0, eps0)^2 <= mu)."""
     if not 0 < mu < 1:
         raise ValueError(f"mu must be in (0, 1), got {mu}")
+    k = 1 / math.sqrt(mu) - 1 if k is None else k
     lo = max(n_prime(max(t0_min, 1.0 / steps), steps), 1)
     for n in range(lo, steps + 1):
-        if contraction_factor(schedule, n / steps, eps0_model) ** 2 <= mu:
+        if noise_to_signal(schedule, n / steps) >= k * eps0_model * (1 - 1e-12):
             return n / steps
     return 1.0
 
@@ -59,15 +79,104 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
     return float((x_init - x).abs().pow(2).mean())
 
 
+# ----------------------------------------------------------------------------- calibration
+TASK_DEFAULTS = {"sr": {"factor": 4, "kernel": "avg"}, "inpaint": {"mask": "box"},
+                 "mri": {"pattern": "uniform1d", "accel": 4}}  # as in operators.make_operator
+
+
+def task_key(task: dict) -> str:
+    """'sr factor=4 kernel=avg', 'mri accel=4.0 pattern=uniform1d', ...: the task with its
+    operator's defaults filled in; the mask seed is left out (k belongs to the pattern)."""
+    full = {**TASK_DEFAULTS.get(task["task"], {}), **task}
+    rest = [f"{k}={float(v) if k == 'accel' else v}" for k, v in sorted(full.items())
+            if k not in ("task", "seed") and v is not None]
+    return " ".join([task["task"], *rest])
+
+
+def start_key(restorer=None) -> str:
+    """'classic', or 'net:<folder name>' for a restoration network loaded from a folder."""
+    if restorer is None:
+        return "classic"
+    return f"net:{Path(getattr(restorer, 'source', 'restorer')).name}"
+
+
+def calibration_file(model) -> Path | None:
+    """Where a prior's calibration lives: ``autot0.json`` in its folder (None: not from disk)."""
+    src = getattr(model, "source", None)
+    if src is None:
+        return None
+    src = Path(src)
+    return src / CALIBRATION if src.is_dir() else src.with_suffix(".autot0.json")
+
+
+def find_calibration(model, task: dict, start: str) -> dict | None:
+    """The stored calibration of (prior, task, start), or None."""
+    f = calibration_file(model)
+    if f is None or not f.exists():
+        return None
+    try:
+        return json.loads(f.read_text()).get(task_key(task), {}).get(start)
+    except (OSError, ValueError):
+        return None
+
+
+def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRID,
+              tol: float = 0.1, seed: int = 0, log=None) -> dict:
+    """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start.
+
+    Sweeps t0 over ``grid`` (CCDF, DDPM, projection, N = ``steps``), takes t0* = the smallest t0
+    whose PSNR is within ``tol`` dB of the best, and returns {"k", "eps0", "t0_best", "steps",
+    "n_images", "curve": [[t0, psnr], ...]}; k = (b^2/a^2)(t0*) / (eps0 + residual) in model
+    space, the same eps0 that ``choose_t0`` forms at run time (so that it returns t0* here)."""
+    from .reconstruct import reconstruct
+
+    y = operator.A(x)
+    curve = []
+    for t0 in grid:
+        r = reconstruct(model, operator, y, x0_hat, t0=t0, steps=steps,
+                        generator=torch.Generator().manual_seed(seed))
+        curve.append([float(t0), float(metrics.psnr(r.x.abs(), x).mean())])
+        if log:
+            log(f"  t0 = {t0:<5g} PSNR {curve[-1][1]:.2f}")
+    best = max(p for _, p in curve)
+    t_best = min(t for t, p in curve if p >= best - tol)
+    eps0 = float((x0_hat - x).abs().pow(2).mean())
+    resid = float((y - operator.A(x0_hat)).abs().pow(2).mean())
+    k = noise_to_signal(model.schedule, t_best) / (4.0 * max(eps0 + resid, 1e-12))
+    return {"k": k, "eps0": eps0, "residual": resid, "t0_best": t_best, "psnr_best": best,
+            "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
+
+
+def save_calibration(model, task: dict, start: str, entry: dict) -> Path:
+    """Merge ``entry`` into the prior's ``autot0.json`` (atomic); returns the file."""
+    f = calibration_file(model)
+    if f is None:
+        raise ValueError("this model was not loaded from a folder: nowhere to save autot0.json")
+    data = json.loads(f.read_text()) if f.exists() else {}
+    data.setdefault(task_key(task), {})[start] = entry
+    try:
+        io.write_json(f, data)
+    except OSError as e:
+        raise OSError(f"cannot write {f} ({e.strerror or e}); copy the model folder somewhere "
+                      "writable and pass --model PATH") from None
+    return f
+
+
 def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
               init_meta: dict | None = None, mu: float = 0.25, t0_min: float = 0.02,
-              cache: dict | None = None) -> tuple[float, str]:
+              cache: dict | None = None, calibration: dict | None = None) -> tuple[float, str]:
     """(t0, reason) for images x0_hat (B, C, H, W) in [0, 1] and their measurement y.
 
+    ``calibration`` (``find_calibration``) gives the start's held-out eps0 and the measured k;
     ``cache`` (a dict) keeps the prior-based estimate across calls of one run.
     """
     held = (init_meta or {}).get("heldout") or {}
-    if "mse_net" in held:
+    k = None
+    if calibration:
+        base, k = float(calibration["eps0"]), float(calibration["k"])
+        src = (f"this start's MSE on {calibration['n_images']} validation images, calibrated "
+               f"k = {k:.3g}")
+    elif "mse_net" in held:
         base, src = float(held["mse_net"]), "restoration net's held-out MSE"
     else:
         key = ("prior_init_error", id(model), repr(getattr(operator, "__dict__", operator)))
@@ -80,10 +189,11 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
         src = "classic initializer's MSE on 8 prior samples"
     resid = float((y - operator.A(x0_hat)).abs().pow(2).mean())
     eps0 = base + resid + float(sigma_y) ** 2
-    t0 = t0_for_error(model.schedule, steps, 4.0 * eps0, mu, t0_min)  # model space is [-1, 1]
-    reason = (f"eps0 = {eps0:.3g} per pixel ({src} {base:.3g} + residual {resid:.3g} + "
-              f"sigma_y^2 {float(sigma_y) ** 2:.3g}); smallest t0 whose contraction "
-              f"w = a^2 eps0/(a^2 eps0 + b^2) has w^2 <= mu = {mu}: t0 = {t0:.3f} "
-              f"(N' = {n_prime(t0, steps)} of N = {steps}, PSNR of x0_hat ~ "
-              f"{-10 * math.log10(max(eps0, 1e-12)):.1f} dB)")
+    t0 = t0_for_error(model.schedule, steps, 4.0 * eps0, mu, t0_min, k)  # model space [-1, 1]
+    rule = (f"k = {k:.3g} (calibrated)" if k is not None else
+            f"k = 1/sqrt(mu) - 1 = {1 / math.sqrt(mu) - 1:.3g} (Gaussian prior, mu = {mu})")
+    reason = (f"eps0 = {eps0:.3g} per pixel ({src}: {base:.3g} + residual {resid:.3g} + "
+              f"sigma_y^2 {float(sigma_y) ** 2:.3g}); smallest t0 with b^2/a^2 >= k eps0, "
+              f"{rule}: t0 = {t0:.3f} (N' = {n_prime(t0, steps)} of N = {steps}, PSNR of "
+              f"x0_hat ~ {-10 * math.log10(max(eps0, 1e-12)):.1f} dB)")
     return t0, reason

@@ -6,7 +6,8 @@ Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psn
   * the initial estimate (classic) and the feed-forward network alone;
   * the full-run baseline (t0 = 1: ILVR / score-SDE / score-MRI) at N = 1000 and N = 20;
   * CCDF at the paper's t0 grid with N = 100 and N = 1000, classic and feed-forward start,
-    and with auto t0;
+    with auto t0 (calibrated: ``ccdf calibrate-t0``), and the mean of as many posterior
+    samples at auto t0 as fit in 20 NFE;
   * with ``peers``: DDRM, DiffPIR and DPS (``ccdf.peers``) with the same network, at their
     default NFE and at 20;
   * for super-resolution with the embedded models: SR3-style and ESRGAN-style baselines and a
@@ -17,6 +18,7 @@ solver overhead (wall time of CCDF against N' bare network calls at batch 8).
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -49,6 +51,7 @@ class Setup:
     y: Tensor
     starts: dict                      # "classic" / "net" -> x0_hat (N, C, H, W)
     restorer_meta: dict = field(default_factory=dict)
+    start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
 
 
@@ -68,9 +71,11 @@ def default_restorer(task: dict) -> Path | None:
 
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
-               n_images: int | None = None, restorer: str = "default") -> Setup:
+               n_images: int | None = None, restorer: str = "default",
+               extras: bool = True) -> Setup:
     """Load the model, the images (a ``datasets.load`` spec; default: the embedded sample),
-    the operator, the measurement and the initial estimates."""
+    the operator, the measurement and the initial estimates (and, with ``extras``, the SR
+    comparison models and the FD classifier)."""
     from .models.restorer import load_restorer
 
     kind = task["task"]
@@ -90,7 +95,8 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     if rpath is not None:
         net = load_restorer(rpath)
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
-    if kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
+        s.start_keys["net"] = autot0.start_key(net)
+    if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
         for key, name in (("sr3", "sr3-sr4"), ("esrgan", "esrgan-sr4")):
             if task.get("factor") == 4 and task.get("kernel", "avg") == "avg" and _asset(name):
                 s.extras[key] = (load_model if key == "sr3" else load_restorer)(_asset(name))
@@ -171,7 +177,7 @@ class Bench:
                         row = self._find(f"full run (t0=1), N={n}") or \
                             self._find(f"CCDF classic start, N={n}, t0=1.0")
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}", start, t0, n)
-                    pts.append((t0, row["psnr"], row.get("ssim")))
+                    pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
                 curves[f"{start} start, N={n}"] = pts
         return curves
 
@@ -179,8 +185,9 @@ class Bench:
         reasons, cache = {}, {}
         for start, x0 in self.s.starts.items():
             meta = self.s.restorer_meta if start == "net" else None
+            cal = autot0.find_calibration(self.s.model, self.s.task, self.s.start_keys[start])
             t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, steps,
-                                       init_meta=meta, cache=cache)
+                                       init_meta=meta, cache=cache, calibration=cal)
             self.log(f"  auto t0 ({start} start): {why}")
             row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
             reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
@@ -190,6 +197,16 @@ class Bench:
                 b = max(sweep, key=lambda r: r["psnr"])
                 reasons[start].update(best_fixed_t0=b["t0"], best_fixed_psnr=b["psnr"])
         return reasons
+
+    def posterior_mean(self, auto: dict, steps: int = 100, budget: int = 20,
+                       k_max: int = 8) -> None:
+        """For each start: the mean of K posterior samples at its auto t0, with K the most
+        samples that fit ``budget`` network evaluations per image (K N' <= budget)."""
+        for start, a in auto.items():
+            k = min(k_max, budget // max(n_prime(a["t0"], steps), 1))
+            if k >= 2:
+                self.ccdf(f"CCDF {start} start, N={steps}, auto t0={a['t0']:.2f}, mean of {k}",
+                          start, a["t0"], steps, samples=k)
 
     def peers(self, quick: bool) -> None:
         """DDRM, DiffPIR and DPS (``ccdf.peers``) at their default steps and at 20 NFE."""
@@ -295,7 +312,8 @@ class Bench:
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or "unknown",
-            "cpus": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "python": platform.python_version()}
 
 
@@ -313,6 +331,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     curves = b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
                      (100,) if quick else (100, 1000))
     auto = b.auto()
+    b.posterior_mean(auto)
     if task["task"] == "sr":
         b.sr_baselines()
     if peers:

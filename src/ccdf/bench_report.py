@@ -33,8 +33,8 @@ def plot_psnr_vs_nfe(res: dict, path: Path) -> None:
     rows = res["rows"]
     for key, pts in res["curves"].items():
         start, n = key.split(" start, N=")
-        nfes = [max(1, round(t0 * int(n))) for t0, _, _ in pts]
-        ax.plot(nfes, [p for _, p, _ in pts], "o-", ms=3, label=f"CCDF {start}, N={n} (t0 sweep)")
+        nfes = [max(1, round(p[0] * int(n))) for p in pts]
+        ax.plot(nfes, [p[1] for p in pts], "o-", ms=3, label=f"CCDF {start}, N={n} (t0 sweep)")
     markers = iter("s^vD<>phX*P8" * 3)
     for r in rows:
         if r["method"].startswith("CCDF") and "auto" not in r["method"]:
@@ -52,18 +52,25 @@ def plot_psnr_vs_nfe(res: dict, path: Path) -> None:
 
 
 def plot_psnr_vs_t0(res: dict, path: Path) -> None:
-    """CCDF's PSNR against t0 for each start and N (res: "curves", "rows", "name")."""
+    """CCDF's PSNR (and, where measured, FD: the paper's Table 1 metric) against t0 for each
+    start and N (res: "curves" of (t0, psnr, ssim, fd) points, "rows", "name")."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for key, pts in res["curves"].items():
-        ax.plot([t for t, _, _ in pts], [p for _, p, _ in pts], "o-", label=f"CCDF, {key}")
-    for r, c in zip([r for r in res["rows"] if r["nfe"] == 0 and r["start"]], ["gray", "tan"]):
-        ax.axhline(r["psnr"], ls=":", c=c, label=r["method"])
-    ax.set_xscale("log")
-    ax.set_xlabel("t0")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(res["name"], fontsize=9)
-    ax.legend(fontsize=7)
+    has_fd = any(len(p) > 3 and p[3] is not None for pts in res["curves"].values() for p in pts)
+    fig, axes = plt.subplots(1, 2 if has_fd else 1, figsize=(9.6 if has_fd else 5.2, 3.6),
+                             squeeze=False)
+    panels = [(1, "PSNR (dB)", "psnr")] + ([(3, "FD (classifier features; lower is better)",
+                                             "fd")] if has_fd else [])
+    for ax, (i, label, key) in zip(axes[0], panels):
+        for name, pts in res["curves"].items():
+            ax.plot([p[0] for p in pts], [p[i] for p in pts], "o-", label=f"CCDF, {name}")
+        for r, c in zip([r for r in res["rows"] if r["nfe"] == 0 and r["start"]], ["gray", "tan"]):
+            if key in r:
+                ax.axhline(r[key], ls=":", c=c, label=r["method"])
+        ax.set_xscale("log")
+        ax.set_xlabel("t0")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(res["name"], fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -125,6 +132,10 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
                 out.append((f"CCDF ({start} start, 20 NFE) > full run N=20 in PSNR and SSIM", ok,
                             f"{r['psnr']:.2f}/{r['ssim']:.3f} vs {full20['psnr']:.2f}/"
                             f"{full20['ssim']:.3f}"))
+    for name, pts in res.get("curves", {}).items():
+        out += _interior(name, pts, 1, "PSNR", max)
+        if all(len(p) > 3 and p[3] is not None for p in pts):
+            out += _interior(name, pts, 3, "FD", min)
     for start, a in res.get("auto_t0", {}).items():
         if "best_fixed_psnr" in a:
             ok = a["psnr"] >= a["best_fixed_psnr"] - 0.5
@@ -146,13 +157,25 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
+def _interior(name: str, pts, i: int, metric: str, pick) -> list[tuple[str, bool, str]]:
+    """Does the t0 curve ``pts`` have its best ``metric`` (column i) strictly inside the grid?"""
+    if len(pts) < 3:
+        return []
+    b = pick(range(len(pts)), key=lambda j: pts[j][i])
+    ok = 0 < b < len(pts) - 1
+    return [(f"{metric} vs t0 ({name}) has an interior optimum", ok,
+             f"best t0 = {pts[b][0]:g}: {pts[b][i]:.2f} (t0 = {pts[0][0]:g}: {pts[0][i]:.2f}, "
+             f"t0 = {pts[-1][0]:g}: {pts[-1][i]:.2f})")]
+
+
 def results_md(res: dict, labels: list[str]) -> str:
     has_fd = any("fd" in r for r in res["rows"])
     head = "| method | NFE | t0 | N | PSNR | SSIM |" + (" FD |" if has_fd else "") + " s/image |"
     lines = [f"# ccdf bench: {res['name']}", "",
              f"Command: `{res['command']}`", "",
              f"{res['n_images']} images; machine: {res['machine']['platform']}, "
-             f"{res['machine']['cpus']} torch threads, torch {res['machine']['torch']}.", "",
+             f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
+             f"thread(s), torch {res['machine']['torch']}.", "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

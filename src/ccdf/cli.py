@@ -42,6 +42,17 @@ def cmd_theory(a) -> int:
     return 0
 
 
+def _task(a) -> dict:
+    """--task and its parameters as the task dict of ``operators.make_operator`` (the pattern's
+    seed only for MRI); raises CLIError without --task."""
+    if a.task is None:
+        raise CLIError("--task is required (sr, inpaint or mri)")
+    task = {"task": a.task, **_task_params(a)}
+    if a.task != "mri":
+        task.pop("seed", None)
+    return task
+
+
 def _task_params(a) -> dict:
     if a.task == "sr":
         return {"factor": a.factor, "kernel": a.kernel}
@@ -107,15 +118,36 @@ def cmd_bench(a) -> int:
     from .bench import run_bench
 
     torch.set_num_threads(a.threads) if a.threads else None
-    if a.task is None:
-        raise CLIError("--task is required (sr, inpaint or mri)")
-    task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
-        task.pop("seed", None)
+    task = _task(a)
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
                     command="ccdf " + " ".join(a.argv))
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
+    return 0
+
+
+def cmd_calibrate_t0(a) -> int:
+    """Measure auto t0's constant k on validation images for each start of a task and store it
+    in the prior's autot0.json (``autot0.calibrate``)."""
+    import torch
+
+    from . import autot0
+    from .bench import make_setup
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    task = _task(a)
+    data = a.input or ("mni152:val" if task["task"] == "mri" else "fashion-mnist:val")
+    s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False)
+    print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
+    for start, x0 in s.starts.items():
+        key = s.start_keys[start]
+        print(f"{key} start:")
+        entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
+                                 log=print)
+        entry.update(data=data, command="ccdf " + " ".join(a.argv))
+        f = autot0.save_calibration(s.model, task, key, entry)
+        print(f"  -> t0* = {entry['t0_best']:g} (PSNR {entry['psnr_best']:.2f}), eps0 = "
+              f"{entry['eps0']:.3g}, k = {entry['k']:.3g}; saved in {f}")
     return 0
 
 
@@ -156,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--threads", type=int, default=0)
     be.set_defaults(func=cmd_bench)
+
+    ca = sub.add_parser("calibrate-t0", help="measure auto t0's constant on validation images "
+                        "(stored in the prior's autot0.json)")
+    _add_task_args(ca)
+    ca.add_argument("--model", default="default", help="default or a model folder (written to)")
+    ca.add_argument("--input", default=None, help="validation images (a data spec); default: "
+                    "fashion-mnist:val or mni152:val, never the evaluation sample")
+    ca.add_argument("--restorer", default="default", help="default | none | PATH")
+    ca.add_argument("--n-images", type=int, default=16)
+    ca.add_argument("--steps", type=int, default=100, help="N of the sweep")
+    ca.add_argument("--tol", type=float, default=0.1, help="t0* = smallest t0 within TOL dB "
+                    "of the best PSNR")
+    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--threads", type=int, default=0)
+    ca.set_defaults(func=cmd_calibrate_t0)
 
     from .solve_cli import add_solve_parser
     from .train_cli import add_train_parsers

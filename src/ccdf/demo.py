@@ -53,7 +53,7 @@ def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
     labels = bench_report.write_grid(res, b, out / f"{key}_grid.png", cols=cols)
     bench_report.plot_psnr_vs_t0(res, out / f"{key}_psnr_vs_t0.png")
     return {"key": key, "title": spec["title"], "rows": b.rows,
-            "sweep": {k.split(" start")[0]: [(t, p) for t, p, _ in v] for k, v in curves.items()},
+            "sweep": {k.split(" start")[0]: [(p[0], p[1]) for p in v] for k, v in curves.items()},
             "auto_t0": auto["classic"]["t0"], "auto_reason": auto["classic"]["reason"],
             "grid_columns": labels, "n_images": len(s.x),
             "targets": [{"target": t, "met": ok, "numbers": n}

@@ -20,7 +20,7 @@ class Reconstruction:
     x: Tensor             # (B, C, H, W) posterior-sample mean in [0, 1]
     std: Tensor | None    # (B, C, H, W) pixel-wise std over the K samples (None when K = 1)
     samples: Tensor       # (B, K, C, H, W)
-    nfe: int
+    nfe: int              # network evaluations per image: K N'
     n_prime: int
     t0: float
 
@@ -66,5 +66,5 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     if not xs.is_complex():
         xs = xs.clamp(0, 1)
     std = xs.abs().std(1) if samples > 1 else None
-    return Reconstruction(x=xs.mean(1), std=std, samples=xs, nfe=res.nfe, n_prime=res.n_prime,
+    return Reconstruction(x=xs.mean(1), std=std, samples=xs, nfe=res.nfe * samples, n_prime=res.n_prime,
                           t0=res.t0)

@@ -14,15 +14,11 @@ def run(a) -> int:
     import torch
 
     from . import solve
-    from .cli import CLIError, _task_params
+    from .cli import _task
 
-    if a.task is None:
-        raise CLIError("--task is required (sr, inpaint or mri)")
+    task = _task(a)
     if a.threads:
         torch.set_num_threads(a.threads)
-    task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
-        task.pop("seed", None)
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,

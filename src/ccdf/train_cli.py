@@ -4,7 +4,7 @@ and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-cla
 
 from __future__ import annotations
 
-from .cli import CLIError, _add_task_args, _floats, _task_params
+from .cli import CLIError, _add_task_args, _floats, _task, _task_params
 
 
 def _config(a, **kw):
@@ -38,9 +38,7 @@ def cmd_train_restorer(a) -> int:
     from . import datasets
     from .models.restorer import train_restorer
 
-    task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
-        task.pop("seed", None)
+    task = _task(a)
     cfg = _config(a)
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None

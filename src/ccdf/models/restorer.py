@@ -66,7 +66,9 @@ def load_restorer(folder) -> Restorer:
     unet = UNet2DModel(**ucfg)
     unet.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     meta = {k: v for k, v in cfg.items() if k not in ("format", "version", "unet", "task")}
-    return Restorer(unet, cfg["task"], meta).eval()
+    net = Restorer(unet, cfg["task"], meta).eval()
+    net.source = folder  # names the start in the auto-t0 calibration (``autot0.start_key``)
+    return net
 
 
 def evaluate_restorer(net: Restorer, x: Tensor) -> dict:

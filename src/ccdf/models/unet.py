@@ -201,6 +201,12 @@ def load_model(path) -> UNetDenoiser:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model path does not exist: {path}")
+    model = _load(path)
+    model.source = path  # where ``autot0.json`` (the auto-t0 calibration) is looked for
+    return model
+
+
+def _load(path: Path) -> UNetDenoiser:
     if path.is_dir():
         cfg_file = path / "config.json"
         if cfg_file.exists():

@@ -117,6 +117,11 @@ class _Work:
             cfg, model, net, reader, out, log
         self.auto = cfg.t0 == "auto"
         self.cache: dict = {}  # auto t0: the prior-sample error estimate, once per run
+        self.calibration = None
+        if self.auto:
+            from .. import autot0
+
+            self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
         self.n_ok = self.n_failed = 0
         self.writer = self.bar = None
 
@@ -134,7 +139,8 @@ class _Work:
             if self.auto:
                 t0, reason = autot0.choose_t0(
                     self.model, it.op, it.y, it.x0_hat, self.cfg.steps, self.cfg.sigma_y,
-                    None if self.net is None else self.net.meta, cache=self.cache)
+                    None if self.net is None else self.net.meta, cache=self.cache,
+                    calibration=self.calibration)
                 it.t0, it.reason = float(t0), str(reason)
             else:
                 it.t0 = float(self.cfg.t0)
