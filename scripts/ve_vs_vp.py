@@ -13,8 +13,8 @@ default-mri command with only --schedule changed):
 Then each solves MRI x4 uniform 1D (real magnitude) on the validation slices (mni152:val,
 never trained on, not the evaluation band) with CCDF from the zero-filled start at N = 100
 (DDPM steps for VP; for VE both the SMLD reverse-SDE steps and the posterior-variance ones)
-over a t0 sweep, and draws unconditional samples (DDPM for VP, SMLD for VE).  Writes results.md, results.json, psnr_vs_t0.png, samples_vp.png and
-samples_ve.png to --out.
+over a t0 sweep, and draws unconditional samples (DDPM for VP, SMLD for VE).  Writes
+results.md, results.json, psnr_vs_t0.png, samples_vp.png and samples_ve.png to --out.
 """
 
 import argparse
@@ -71,10 +71,8 @@ for name, path in (("vp", a.vp), ("ve", a.ve)):
     sampler = "ddpm" if name == "vp" else "smld"
     s = solve(m, torch.zeros(a.samples, 1, 64, 64), steps=a.steps, t0=1.0, sampler=sampler,
               generator=torch.Generator().manual_seed(0))
-    g = ((s.x + 1) / 2).clamp(0, 1)
-    cols = int(a.samples ** 0.5)
-    grid = g.reshape(-1, cols, 1, 64, 64).permute(2, 0, 3, 1, 4).reshape(1, -1, cols * 64)
-    io.write_image(out / f"samples_{name}.png", grid)
+    io.write_image(out / f"samples_{name}.png",
+                   io.tile(((s.x + 1) / 2).clamp(0, 1), int(a.samples ** 0.5)))
 
 plt = _plt()
 fig, ax = plt.subplots(figsize=(5.2, 3.6))

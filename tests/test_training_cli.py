@@ -78,3 +78,11 @@ def test_read_idx_roundtrip_and_truncation(tmp_path):
     (tmp_path / "bad.idx").write_bytes(header + arr.tobytes()[:-3])
     with pytest.raises(io.InputError, match="truncated"):
         io.read_idx(tmp_path / "bad.idx")
+
+
+def test_tile_lays_images_out_row_by_row_with_blank_cells():
+    x = torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1).expand(5, 1, 2, 3)
+    g = io.tile(x, 2)  # 3 rows of 2 cells of 2x3 pixels; the sixth cell blank
+    assert g.shape == (1, 6, 6)
+    cells = g.reshape(1, 3, 2, 2, 3).permute(1, 3, 0, 2, 4)[:, :, 0].reshape(3, 2, -1)
+    assert cells.amin(-1).tolist() == cells.amax(-1).tolist() == [[0, 1], [2, 3], [4, 0]]

@@ -15,8 +15,8 @@ w^2 <= mu gives the smallest t0 with
 The Gaussian k is optimistic for the structured errors of real starts (aliasing, blur, a
 hole), so ``calibrate`` measures k once per prior, task and start: on validation images (never
 the evaluation ones) it sweeps t0, takes the smallest t0 within ``tol`` dB of the best PSNR,
-and stores k = (b^2/a^2)(t0*) / eps0 with the start's held-out eps0 in ``autot0.json`` beside
-the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
+and stores k = (b^2/a^2)(t0*) / eps0 (eps0 as formed at run time, below) with the start's
+held-out error in ``autot0.json`` beside the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
 
 eps0 (per pixel, images in [0, 1]) comes from, in order:
   * the start's held-out error stored with the calibration;
@@ -67,6 +67,11 @@ def t0_for_error(schedule, steps: int, eps0_model: float, mu: float = 0.25,
         if noise_to_signal(schedule, n / steps) >= k * eps0_model * (1 - 1e-12):
             return n / steps
     return 1.0
+
+
+def residual(operator, y, x0_hat) -> float:
+    """||y - A x0_hat||^2 / n: the part of the start's error that the measurement shows."""
+    return float((y - operator.A(x0_hat)).abs().pow(2).mean())
 
 
 def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0) -> float:
@@ -141,7 +146,7 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     best = max(p for _, p in curve)
     t_best = min(t for t, p in curve if p >= best - tol)
     eps0 = float((x0_hat - x).abs().pow(2).mean())
-    resid = float((y - operator.A(x0_hat)).abs().pow(2).mean())
+    resid = residual(operator, y, x0_hat)
     k = noise_to_signal(model.schedule, t_best) / (4.0 * max(eps0 + resid, 1e-12))
     return {"k": k, "eps0": eps0, "residual": resid, "t0_best": t_best, "psnr_best": best,
             "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
@@ -187,7 +192,7 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
             if cache is not None:
                 cache[key] = base
         src = "classic initializer's MSE on 8 prior samples"
-    resid = float((y - operator.A(x0_hat)).abs().pow(2).mean())
+    resid = residual(operator, y, x0_hat)
     eps0 = base + resid + float(sigma_y) ** 2
     t0 = t0_for_error(model.schedule, steps, 4.0 * eps0, mu, t0_min, k)  # model space [-1, 1]
     rule = (f"k = {k:.3g} (calibrated)" if k is not None else

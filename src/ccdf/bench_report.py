@@ -55,7 +55,7 @@ def plot_psnr_vs_t0(res: dict, path: Path) -> None:
     """CCDF's PSNR (and, where measured, FD: the paper's Table 1 metric) against t0 for each
     start and N (res: "curves" of (t0, psnr, ssim, fd) points, "rows", "name")."""
     plt = _plt()
-    has_fd = any(len(p) > 3 and p[3] is not None for pts in res["curves"].values() for p in pts)
+    has_fd = any(p[3] is not None for pts in res["curves"].values() for p in pts)
     fig, axes = plt.subplots(1, 2 if has_fd else 1, figsize=(9.6 if has_fd else 5.2, 3.6),
                              squeeze=False)
     panels = [(1, "PSNR (dB)", "psnr")] + ([(3, "FD (classifier features; lower is better)",
@@ -134,7 +134,7 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
                             f"{full20['ssim']:.3f}"))
     for name, pts in res.get("curves", {}).items():
         out += _interior(name, pts, 1, "PSNR", max)
-        if all(len(p) > 3 and p[3] is not None for p in pts):
+        if all(p[3] is not None for p in pts):
             out += _interior(name, pts, 3, "FD", min)
     for start, a in res.get("auto_t0", {}).items():
         if "best_fixed_psnr" in a:

@@ -88,11 +88,7 @@ def cmd_sample(a) -> int:
     res = solve(model, torch.zeros(a.n, c, s, s), steps=a.steps, t0=1.0, sampler=a.sampler,
                 generator=g)
     x = ((res.x + 1) / 2).clamp(0, 1)
-    cols = a.cols or int(a.n**0.5)
-    rows = -(-a.n // cols)
-    x = torch.cat([x, torch.zeros(rows * cols - a.n, c, s, s)])
-    grid = x.reshape(rows, cols, c, s, s).permute(2, 0, 3, 1, 4).reshape(c, rows * s, cols * s)
-    io.write_image(a.out, grid)
+    io.write_image(a.out, io.tile(x, a.cols or int(a.n**0.5)))
     print(f"{a.n} samples ({a.sampler}, {res.nfe} NFE) written to {a.out}")
     return 0
 

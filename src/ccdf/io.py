@@ -98,6 +98,14 @@ def write_image(path, img: Tensor) -> None:
 
 
 # ---------------------------------------------------------------- arrays
+def tile(x: Tensor, cols: int) -> Tensor:
+    """Images x (N, C, H, W) as one (C, rows H, cols W) grid, row by row; blank cells are 0."""
+    n, c, h, w = x.shape
+    rows = -(-n // cols)
+    x = torch.cat([x, x.new_zeros(rows * cols - n, c, h, w)])
+    return x.reshape(rows, cols, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, cols * w)
+
+
 def read_npy(path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
