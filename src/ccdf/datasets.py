@@ -27,6 +27,8 @@ from . import io
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNI_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 COLIN_FILE = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
+COLIN_HEAD = Path("/usr/share/mricron/templates/ch2.nii.gz")        # 1 mm, with the head
+COLIN_HALF_MM = Path("/usr/share/mricron/templates/ch2better.nii.gz")  # 0.5 mm, with the head
 HELDOUT_Z = range(86, 102)  # 16 axial slices through the ventricles
 MARGIN = 3
 
@@ -101,6 +103,70 @@ def volume_slices(vol: np.ndarray, size: int, axis: int = 2, pct: float = 99.5) 
     m = max(h, w)
     x = F.pad(x, ((m - w) // 2, m - w - (m - w) // 2, (m - h) // 2, m - h - (m - h) // 2))
     return F.interpolate(x, size=(size, size), mode="area").clamp(0, 1)
+
+
+def native_slices(vol: np.ndarray, axis: int, pct: float = 99.5, every: int = 1,
+                  keep=None, min_fill: float = 0.15) -> list:
+    """2-D slices of a volume along ``axis`` at its native resolution, anterior/superior up.
+
+    Intensities are divided by the volume's ``pct`` percentile (not clipped); each slice is
+    cropped to the object's bounding box (threshold 5% of the maximum).  Slices whose object
+    fills less than ``min_fill`` of the box are dropped; ``keep(i)`` selects slice indices.
+    Returns a list of float32 arrays of varying sizes.
+    """
+    vol = np.asarray(vol, dtype=np.float32)
+    scale = float(np.percentile(vol[vol > 0], pct)) if (vol > 0).any() else 1.0
+    vol = np.moveaxis(vol / max(scale, 1e-8), axis, 0)
+    out = []
+    for i in range(0, vol.shape[0], every):
+        if keep is not None and not keep(i):
+            continue
+        s = np.rot90(vol[i])
+        fg = s > 0.05 * max(float(vol.max()), 1e-8)
+        if fg.mean() < 0.02:
+            continue
+        rows, cols = np.where(fg.any(1))[0], np.where(fg.any(0))[0]
+        s = s[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        if fg[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].mean() >= min_fill and min(s.shape) >= 16:
+            out.append(np.ascontiguousarray(s))
+    return out
+
+
+def brains_native() -> list:
+    """The slices the size-independent MRI prior is trained on (native resolution, 2-D arrays).
+
+    MNI152 (1 mm): axial slices outside the held-out band and its margin.  Colin27: all three
+    orientations at 1 mm (ch2, with the head) and at 0.5 mm (ch2better, every second slice).
+    MNI152's sagittal and coronal slices are NOT used: they are the out-of-distribution set.
+    """
+    for f in (COLIN_HEAD, COLIN_HALF_MM):
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found: apt-get install mricron-data")
+    near = range(HELDOUT_Z.start - MARGIN, HELDOUT_Z.stop + MARGIN)
+    out = native_slices(io.read_nifti(mni152_path()), 2, keep=lambda i: i not in near)
+    head, half = io.read_nifti(COLIN_HEAD), io.read_nifti(COLIN_HALF_MM)
+    for axis in range(3):
+        out += native_slices(head, axis)
+        out += native_slices(half, axis, every=2)
+    return out
+
+
+def native_set(spec: str) -> list:
+    """Native-resolution 2-D slices for patch training: ``brains-native``, or a NIfTI file or
+    a folder of NIfTI files (slices along all three axes)."""
+    if spec == "brains-native":
+        return brains_native()
+    path = Path(spec)
+    files = sorted(p for p in path.iterdir() if io.suffix_of(p) in io.NIFTI_SUFFIXES) \
+        if path.is_dir() else [path]
+    if not files or not all(f.exists() and io.suffix_of(f) in io.NIFTI_SUFFIXES for f in files):
+        raise FileNotFoundError(f"patch training takes brains-native or NIfTI volumes, got {spec}")
+    out = []
+    for f in files:
+        vol = io.read_nifti(f)
+        for axis in range(3):
+            out += native_slices(vol, axis)
+    return out
 
 
 def mni152(split: str = "train", size: int = 64) -> Tensor:

@@ -25,7 +25,20 @@ def cmd_train(a) -> int:
     from . import datasets
     from .models.train import train
 
-    cfg = _config(a, schedule=a.schedule, sigma_max=a.sigma_max, attention=a.attention)
+    cfg = _config(a, schedule=a.schedule, sigma_max=a.sigma_max, attention=a.attention,
+                  patch=a.patch, complex=a.complex, init_from=a.init_from or "")
+    if a.complex and not a.patch:
+        raise CLIError("--complex trains on patches: give --patch P (e.g. 64)")
+    if a.patch:
+        from .patches import PatchSampler
+
+        if a.channels != (2 if a.complex else 1) and not a.complex:
+            raise CLIError("patch training without --complex is not supported; add --complex")
+        cfg.channels, cfg.image_size = 2, a.patch
+        data = PatchSampler(datasets.native_set(a.data), patch=a.patch)
+        out = train(cfg, data, a.out, resume=not a.restart, progress=not a.no_progress)
+        print(f"model written to {out}")
+        return 0
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     if data.shape[-1] != a.image_size:
         raise CLIError(f"data is {data.shape[-1]}x{data.shape[-1]} but --image-size is {a.image_size}")
@@ -118,6 +131,13 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--channels", type=int, default=1)
     t.add_argument("--layers", type=int, default=1)
     t.add_argument("--attention", action="store_true")
+    t.add_argument("--patch", type=int, default=0,
+                   help="train on random PxP patches of native-resolution slices (a prior for "
+                        "any image size); data: brains-native or NIfTI files/folder")
+    t.add_argument("--complex", action="store_true",
+                   help="complex-image prior: 2 channels (real, imaginary), smooth random phase")
+    t.add_argument("--init-from", default=None,
+                   help="a ccdf model folder whose weights start the training")
     _common(t, 2e-4, 10000, 0.999)
     t.set_defaults(func=cmd_train)
 

@@ -43,6 +43,9 @@ class TrainConfig:
     hflip: bool = False
     seed: int = 0
     checkpoint_every: int = 250
+    patch: int = 0          # > 0: random P x P patches of native-resolution slices (any-size prior)
+    complex: bool = False   # two channels (real, imaginary) with smooth random phase (patch data)
+    init_from: str = ""     # a ccdf model folder whose weights start the training (channels tiled)
     trained_on: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -56,6 +59,10 @@ def make_model(cfg: TrainConfig) -> UNetDenoiser:
                       cfg.layers_per_block, cfg.attention)
     meta = {"trained_on": cfg.trained_on or cfg.data,
             "extra": {"train_config": asdict(cfg), **cfg.extra}}
+    if cfg.patch:
+        meta.update(any_size=True, patch=cfg.patch)
+    if cfg.complex:
+        meta.update(complex=True)
     return UNetDenoiser(unet, make_schedule(cfg), "eps", "t1000", True, meta)
 
 
@@ -75,24 +82,52 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, data: Tensor, out: str | Path, *, resume: bool = True,
+def train(cfg: TrainConfig, data, out: str | Path, *, resume: bool = True,
           progress: bool = True, callback: Callable[[int, float], None] | None = None) -> Path:
-    """Train a diffusion prior on ``data`` (N, C, H, W) in [0, 1]; the EMA model goes to ``out``.
+    """Train a diffusion prior; the EMA model goes to ``out``.
 
-    Returns the model folder.  Rerunning with the same ``out`` resumes from ``checkpoint.pt``
-    (same step, weights, EMA, optimizer and RNG state), so an interrupted run continues exactly.
+    data: (N, C, H, W) in [0, 1] (the model sees 2 x - 1), or, with ``cfg.patch``, a
+    ``patches.PatchSampler`` whose batches (B, 2, P, P) the model sees as they are (complex
+    images with magnitude ~[0, 1] keep 0 as background).  Returns the model folder.  Rerunning
+    with the same ``out`` resumes from ``checkpoint.pt`` (same step, weights, EMA, optimizer
+    and RNG state), so an interrupted run continues exactly.
     """
-    check_data(cfg, data)
+    if not cfg.patch:
+        check_data(cfg, data)
     with torch.random.fork_rng(devices=[]):  # initial weights from cfg.seed, not global RNG
         torch.manual_seed(cfg.seed)
         model = make_model(cfg)
+    if cfg.init_from:
+        warm_start(model.unet, cfg.init_from)
 
     def loss_fn(x0, g):
-        return diffusion_loss(model, x0 * 2 - 1, g, cfg.t_min)
+        return diffusion_loss(model, x0 if cfg.patch else x0 * 2 - 1, g, cfg.t_min)
 
     fit(model.unet, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
-        resume=resume, progress=progress, callback=callback)
+        resume=resume, progress=progress, callback=callback,
+        batch_fn=data if cfg.patch else None)
     return Path(out)
+
+
+def warm_start(net: nn.Module, folder) -> None:
+    """Copy the weights of a ccdf model folder into ``net``; the input and output convolutions
+    are tiled over channels where the channel counts differ (1 -> 2 for a complex prior)."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(Path(folder) / "model.safetensors"))
+    own = net.state_dict()
+    for k, v in sd.items():
+        if k not in own:
+            raise ValueError(f"--init-from {folder}: weight {k} does not exist in this network")
+        w = own[k]
+        if v.shape != w.shape:
+            dim = 1 if k.startswith("conv_in.weight") else 0
+            if v.dim() != w.dim() or w.shape[dim] % v.shape[dim]:
+                raise ValueError(f"--init-from {folder}: {k} is {tuple(v.shape)}, "
+                                 f"the network's {tuple(w.shape)}")
+            v = v.repeat_interleave(w.shape[dim] // v.shape[dim], dim)
+        own[k] = v.to(w.dtype)
+    net.load_state_dict(own)
 
 
 def check_data(cfg: TrainConfig, data: Tensor) -> None:
@@ -103,13 +138,14 @@ def check_data(cfg: TrainConfig, data: Tensor) -> None:
 
 def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
         resume: bool = True, progress: bool = True, callback=None, labels: Tensor | None = None,
-        aux: dict | None = None) -> None:
+        aux: dict | None = None, batch_fn=None) -> None:
     """The training loop shared by priors, restoration nets, SR3, ESRGAN and the classifier.
 
     net: the module whose weights are trained; loss_fn(x (B, C, H, W) in [0, 1], generator)
     -> loss, or loss_fn(x, generator, labels (B,)) when ``labels`` (N,) are given;
     export(ema_state_dict) writes the deployable model; aux: other stateful objects (a
-    discriminator and its optimizer) saved in and restored from the checkpoint.  AdamW with
+    discriminator and its optimizer) saved in and restored from the checkpoint; batch_fn(B, g)
+    -> (B, C, H, W) draws each batch instead of indexing ``data`` (patch training).  AdamW with
     linear warm-up, gradient clipping at 1, EMA of the weights, a JSON line per step in
     ``train_log.jsonl`` and an atomic ``checkpoint.pt`` every ``cfg.checkpoint_every`` steps,
     from which a rerun resumes exactly.
@@ -146,9 +182,12 @@ def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
     try:
         while step < cfg.steps:
             net.train()
-            idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
-            x0 = data[idx]
-            if cfg.hflip:
+            if batch_fn is not None:
+                x0, idx = batch_fn(cfg.batch_size, g), None
+            else:
+                idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+                x0 = data[idx]
+            if cfg.hflip and batch_fn is None:
                 flip = torch.rand(cfg.batch_size, generator=g) < 0.5
                 x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
             for group in opt.param_groups:

@@ -58,7 +58,19 @@ class UNetDenoiser(nn.Module):
         self.meta = dict(meta or {})
 
     @property
-    def image_size(self) -> int:
+    def any_size(self) -> bool:
+        """True for a fully convolutional prior trained on patches: it takes any H x W."""
+        return bool(self.meta.get("any_size"))
+
+    @property
+    def complex(self) -> bool:
+        """True for a complex-image prior: channels are (real, imaginary), background 0."""
+        return bool(self.meta.get("complex"))
+
+    @property
+    def image_size(self) -> int | None:
+        if self.any_size:
+            return None
         s = self.unet.config.sample_size
         return int(s[0] if isinstance(s, (tuple, list)) else s)
 
@@ -84,7 +96,17 @@ class UNetDenoiser(nn.Module):
             h = h * c.to(x.dtype).reshape(-1, 1, 1, 1)
         if cond is not None:
             h = torch.cat([h, cond], 1)
+        hw = h.shape[-2:]
+        if self.any_size:  # reflect-pad to a multiple of the UNet's total downsampling
+            m = 2 ** (len(self.unet.config.block_out_channels) - 1)
+            ph, pw = -hw[0] % m, -hw[1] % m
+            if ph or pw:
+                h = torch.nn.functional.pad(h, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2),
+                                            mode="reflect" if min(hw) > max(ph, pw) else "replicate")
         out = self.unet(h.to(p.dtype), self.timesteps(t).to(p.dtype)).sample
+        if out.shape[-2:] != hw:
+            ph, pw = out.shape[-2] - hw[0], out.shape[-1] - hw[1]
+            out = out[..., ph // 2:ph // 2 + hw[0], pw // 2:pw // 2 + hw[1]]
         return out.to(x.dtype)
 
     def config_dict(self) -> dict:
@@ -130,7 +152,8 @@ def model_from_config(cfg: dict) -> UNetDenoiser:
         from .adm import EpsOnly  # a learn_sigma (ADM) network: keep the eps channels
 
         unet = EpsOnly(unet, int(cfg["channels"]))
-    meta = {k: v for k, v in cfg.items() if k in ("trained_on", "extra", "command", "condition")}
+    meta = {k: v for k, v in cfg.items()
+            if k in ("trained_on", "extra", "command", "condition", "any_size", "patch", "complex")}
     return UNetDenoiser(unet, schedule_from_dict(cfg["schedule"]), cfg.get("prediction", "eps"),
                         cfg.get("time_input", "t1000"), cfg.get("input_scaling", True), meta)
 
