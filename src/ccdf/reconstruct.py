@@ -29,6 +29,18 @@ class Reconstruction:
     t0: float
 
 
+def complex_scale(x0_hat: Tensor) -> float:
+    """The scale s of a complex prior's model space: the 99.5th percentile of |x0_hat|."""
+    s = float(torch.quantile(x0_hat.abs().flatten().float()[:2**24], 0.995))
+    return s if s > 0 else 1.0
+
+
+def error_to_model(model, x0_hat: Tensor) -> float:
+    """The factor that turns a per-pixel squared error of images into model space: 4 for
+    image priors (x_m = 2 x - 1), 1 / s^2 for a complex prior (x_m = x / s)."""
+    return 1.0 / complex_scale(x0_hat) ** 2 if getattr(model, "complex", False) else 4.0
+
+
 def check_model_input(model, x: Tensor) -> None:
     """Raise ValueError naming the sizes if images x (B, C, H, W) do not fit the model."""
     if (getattr(model, "meta", None) or {}).get("condition"):
@@ -73,8 +85,7 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
             raise ValueError("the complex prior needs an operator on complex images "
                              "(e.g. make_operator('mri', ..., complex_image=True))")
         x0 = x0_hat if x0_hat.is_complex() else x0_hat.to(torch.complex64)
-        scale = float(torch.quantile(x0.abs().flatten().float()[:2**24], 0.995))
-        scale = scale if scale > 0 else 1.0
+        scale = complex_scale(x0)
         y_m, x_m, sigma_m = y / scale, x0 / scale, sigma_y / scale
     else:
         y_m = 2 * y - operator.A(torch.ones_like(x0_hat))
