@@ -61,14 +61,27 @@ def _task_params(a) -> dict:
     return {"pattern": a.pattern, "accel": a.accel, "acs": a.acs, "seed": getattr(a, "seed", 0)}
 
 
+def _acs(s: str):
+    """--acs: an integer number of centre lines or a centre fraction in (0, 1)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--acs takes a number of lines or a fraction, got {s!r}")
+    return int(v) if v.is_integer() else v
+
+
 def _add_task_args(p) -> None:
     p.add_argument("--task", choices=["sr", "inpaint", "mri"])
     p.add_argument("--factor", type=int, default=4, help="SR factor (2, 4, 8, 16)")
     p.add_argument("--kernel", choices=["avg", "bicubic"], default="avg")
     p.add_argument("--mask", default="box", help="box | random:FRACTION | PATH (inpainting)")
-    p.add_argument("--pattern", choices=["uniform1d", "gaussian1d", "vd2d"], default="uniform1d")
+    p.add_argument("--pattern", choices=["uniform1d", "random1d", "gaussian1d", "vd2d"],
+                   default="uniform1d", help="MRI mask: fastMRI's equispaced (uniform1d) and "
+                   "random 1-D masks, Gaussian 1-D, 2-D variable density")
     p.add_argument("--accel", type=float, default=4)
-    p.add_argument("--acs", type=int, default=None, help="fully sampled centre lines")
+    p.add_argument("--acs", type=_acs, default=None, help="fully sampled centre lines (an "
+                   "integer) or centre fraction (in (0, 1)); default fastMRI's: 0.08 at x4, "
+                   "0.04 at x8")
 
 
 def cmd_sample(a) -> int:
