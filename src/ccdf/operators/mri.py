@@ -266,7 +266,12 @@ class MRI(LinearOperator):
     ``cg_tol`` (relative).  A well-conditioned coil/mask set converges in tens of iterations;
     an ill-conditioned one (more aliasing than the coils resolve) converges slowly, and the
     result after ``cg_iters`` is an early-stopped, regularised pseudo-inverse.
+
+    Images keep their units: a real (magnitude) image is >= 0 but not bounded above
+    (``value_range``), so a pixel brighter than the data's scale is never clipped.
     """
+
+    value_range = (0.0, None)
 
     def __init__(self, mask, image_shape: tuple | None = None, complex_image: bool = False,
                  coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10):
