@@ -130,7 +130,7 @@ def cmd_bench(a) -> int:
     task = _task(a)
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
-                    command="ccdf " + " ".join(a.argv))
+                    command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -187,9 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "feed-forward net and (--peers) DDRM, DiffPIR, DPS on the same network")
     _add_task_args(be)
     be.add_argument("--out", required=True)
-    be.add_argument("--model", default="default", help="default or a model PATH")
-    be.add_argument("--input", default=None, help="images: a data spec (folder, .npy, NIfTI, "
-                    "fashion-mnist:val ...); default: the embedded evaluation sample")
+    be.add_argument("--model", default="default", help="default, a model PATH, or none (only "
+                    "the rows without a prior: initial estimates, feed-forward net, classical)")
+    be.add_argument("--input", "--data", dest="input", default=None, help="images: a data spec "
+                    "(folder, .npy, NIfTI, fashion-mnist:val, mri:heldout256-complex, "
+                    "mri:ood64 ...); default: the embedded evaluation sample")
+    be.add_argument("--val", default=None, help="MRI: validation images (a data spec) on which "
+                    "the compressed-sensing lambda is chosen; default: the set's own (mri:valN, "
+                    "mni152:val)")
+    be.add_argument("--cs-iters", type=int, default=100, help="iterations of the compressed-"
+                    "sensing solvers (sigpy)")
     be.add_argument("--restorer", default="default", help="default | none | PATH")
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
