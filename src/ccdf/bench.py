@@ -4,6 +4,9 @@ images with the same network, in one run.
 Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psnr", "ssim",
 "seconds_per_image", "n_images"} plus "fd" for super-resolution):
   * the initial estimate (classic) and the feed-forward network alone;
+  * for MRI, the classical rows: zero-filled, and total-variation and L1-wavelet compressed
+    sensing (``ccdf.classical``, sigpy) with lambda chosen on the validation slices
+    (``datasets.validation_spec`` or ``val``), never on the evaluated ones;
   * the full-run baseline (t0 = 1: ILVR / score-SDE / score-MRI) at N = 1000 and N = 20;
   * CCDF at the paper's t0 grid with N = 100 and N = 1000, classic and feed-forward start,
     with auto t0 (calibrated: ``ccdf calibrate-t0``), and the mean of as many posterior
@@ -14,6 +17,10 @@ Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psn
     Frechet distance (``ccdf.fid``) for every method.
 Also: the theory check (measured ||x_CCDF - x_full||^2 against the Theorem 1 bound) and the
 solver overhead (wall time of CCDF against N' bare network calls at batch 8).
+
+Complex images (``mri:...-complex`` data) are measured by a complex MRI operator; PSNR and
+SSIM compare magnitudes.  ``model="none"`` runs the rows that need no prior (the initial
+estimate, the feed-forward net, the classical rows).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import autot0, datasets, init, io, metrics, theory
+from . import autot0, classical, datasets, init, io, metrics, theory
 from .consistency import randn_like
 from .models import load_model
 from .operators import make_operator
@@ -41,11 +48,12 @@ ASSET_MODELS = datasets.ASSETS / "models"
 
 @dataclass
 class Setup:
-    """One bench problem: images x (N, C, H, W) in [0, 1], their measurement y, the starts."""
+    """One bench problem: images x (N, C, H, W) (real in [0, 1]; MRI: complex or real, not
+    clipped), their measurement y, the starts."""
 
     name: str
     task: dict
-    model: object
+    model: object                     # the prior, None for model="none"
     op: object
     x: Tensor
     y: Tensor
@@ -81,12 +89,12 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     kind = task["task"]
     mpath = (ASSET_MODELS / ("default-mri" if kind == "mri" else "default-image")
              if model == "default" else Path(model))
-    m = load_model(mpath)
+    m = None if model == "none" else load_model(mpath)
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
-    x = datasets.load(data, size=m.image_size, channels=m.channels)
+    x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
     x = x[:n_images] if n_images else x
-    op = make_operator(kind, x.shape[1:], **{k: v for k, v in task.items() if k != "task"})
+    op = _operator(task, x)
     y = op.A(x)
     s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
               starts={"classic": init.classic(op, y)})
@@ -107,6 +115,27 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     return s
 
 
+def _operator(task: dict, x: Tensor):
+    """The task's operator for images x (complex x: a complex MRI operator)."""
+    params = {k: v for k, v in task.items() if k != "task"}
+    if task["task"] == "mri" and x.is_complex():
+        params["complex_image"] = True
+    return make_operator(task["task"], x.shape[1:], **params)
+
+
+def validation_setup(s: Setup, spec: str, n: int | None = None) -> tuple[Tensor, Tensor]:
+    """Validation images (spec, ``n`` of them spread over the set) of s's size and kind and
+    their measurement by s's operator: (x_val, y_val)."""
+    x = datasets.load(spec)
+    if tuple(x.shape[1:]) != tuple(s.x.shape[1:]) or x.is_complex() != s.x.is_complex():
+        kind = lambda t: "complex" if t.is_complex() else "real"  # noqa: E731
+        raise ValueError(f"validation set {spec} holds {kind(x)} {tuple(x.shape[1:])} images; "
+                         f"the evaluation images are {kind(s.x)} {tuple(s.x.shape[1:])}")
+    if n and n < len(x):
+        x = x[torch.linspace(0, len(x) - 1, n).round().long()]
+    return x, s.op.A(x)
+
+
 def _task_name(task: dict) -> str:
     rest = ", ".join(f"{k}={v}" for k, v in task.items() if k != "task" and v is not None)
     return f"{task['task']} ({rest})"
@@ -125,8 +154,8 @@ class Bench:
             t0=None, steps=None) -> dict:
         s = self.s
         row = {"method": method, "start": start, "nfe": int(nfe), "t0": t0, "steps": steps,
-               "psnr": float(metrics.psnr(x_hat.abs(), s.x).mean()),
-               "ssim": float(metrics.ssim(x_hat.abs(), s.x).mean()),
+               "psnr": float(metrics.psnr(x_hat.abs(), s.x.abs()).mean()),
+               "ssim": float(metrics.ssim(x_hat.abs(), s.x.abs()).mean()),
                "seconds_per_image": seconds / len(s.x), "n_images": len(s.x)}
         if "extractor" in s.extras:
             from .fid import frechet
@@ -157,6 +186,41 @@ class Bench:
         for name, x0 in self.s.starts.items():
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
+
+    def classical(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
+                  iters: int = 100) -> dict:
+        """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
+        chosen on the validation images ``val`` = (x_val, y_val) (``classical.choose_lambda``);
+        without ``val`` or sigpy only the zero-filled row.  Returns {kind: {lambda, table}}."""
+        s = self.s
+        tic = time.perf_counter()
+        zf = s.op.clamp(s.op.A_pinv(s.y))
+        self.add("zero-filled", zf, 0, time.perf_counter() - tic)
+        if val is None:
+            self.log("  compressed sensing skipped: no validation set to choose lambda on "
+                     "(give one with --val)")
+            return {}
+        try:
+            classical._sigpy()
+        except ImportError as e:
+            self.log(f"  compressed sensing skipped: {e}")
+            return {}
+        chosen = {}
+        for kind in kinds:
+            tic = time.perf_counter()
+            lam, table = classical.choose_lambda(s.op, val[1], val[0], kind, iters=iters)
+            spent = time.perf_counter() - tic
+            self.log(f"  {classical.NAMES[kind]}: lambda {lam:g} chosen on {len(val[0])} "
+                     f"validation images ({spent:.1f} s): "
+                     + ", ".join(f"{lm:g}: {p:.2f}" for lm, p in table))
+            tic = time.perf_counter()
+            xh = s.op.clamp(classical.cs_reconstruct(s.op, s.y, kind, lam, iters))
+            row = self.add(f"CS {classical.NAMES[kind]} (sigpy), lambda={lam:g}", xh, 0,
+                           time.perf_counter() - tic, steps=iters)
+            row["lambda"] = lam
+            chosen[kind] = {"lambda": lam, "table": table, "n_val": len(val[0]),
+                            "choice_seconds": spent}
+        return chosen
 
     def full_runs(self, steps=(1000, 20)) -> None:
         """The full-run baseline (t0 = 1) from the classic start at each N."""
@@ -319,14 +383,33 @@ def machine() -> dict:
 
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
-              n_images: int | None = None, seed: int = 0, command: str = "", log=print) -> dict:
-    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``."""
+              n_images: int | None = None, seed: int = 0, command: str = "", log=print,
+              val: str | None = None, cs_iters: int = 100) -> dict:
+    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
+
+    ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
+    ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
+    of the compressed-sensing solvers."""
     out = Path(out)
     n = n_images or (4 if quick else None)
     s = make_setup(task, model, data, n, restorer)
-    log(f"bench {s.name}: {len(s.x)} images, model {model}")
+    log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
+        f"{' complex' if s.x.is_complex() else ''}, model {model}")
     b = Bench(s, seed, log)
     b.initial()
+    cs = {}
+    if task["task"] == "mri":
+        val = val or datasets.validation_spec(data or "mni152:sample")
+        cs = b.classical(validation_setup(s, val, 2 if quick else None) if val else None,
+                         iters=cs_iters)
+    if s.model is None:
+        res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
+               "classical": cs, "theory": None, "overhead": None, "machine": machine(),
+               "command": command, "n_images": len(s.x), "quick": quick}
+        from .bench_report import write_outputs
+
+        write_outputs(res, b, out)
+        return res
     b.full_runs()
     curves = b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
                      (100,) if quick else (100, 1000))
@@ -339,8 +422,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     th = b.theory_check()
     oh = b.overhead(reps=1 if quick else 3)
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
-           "theory": th, "overhead": oh, "machine": machine(), "command": command,
-           "n_images": len(s.x), "quick": quick}
+           "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
+           "command": command, "n_images": len(s.x), "quick": quick}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

@@ -61,14 +61,27 @@ def _task_params(a) -> dict:
     return {"pattern": a.pattern, "accel": a.accel, "acs": a.acs, "seed": getattr(a, "seed", 0)}
 
 
+def _acs(s: str):
+    """--acs: an integer number of centre lines or a centre fraction in (0, 1)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--acs takes a number of lines or a fraction, got {s!r}")
+    return int(v) if v.is_integer() else v
+
+
 def _add_task_args(p) -> None:
     p.add_argument("--task", choices=["sr", "inpaint", "mri"])
     p.add_argument("--factor", type=int, default=4, help="SR factor (2, 4, 8, 16)")
     p.add_argument("--kernel", choices=["avg", "bicubic"], default="avg")
     p.add_argument("--mask", default="box", help="box | random:FRACTION | PATH (inpainting)")
-    p.add_argument("--pattern", choices=["uniform1d", "gaussian1d", "vd2d"], default="uniform1d")
+    p.add_argument("--pattern", choices=["uniform1d", "random1d", "gaussian1d", "vd2d"],
+                   default="uniform1d", help="MRI mask: fastMRI's equispaced (uniform1d) and "
+                   "random 1-D masks, Gaussian 1-D, 2-D variable density")
     p.add_argument("--accel", type=float, default=4)
-    p.add_argument("--acs", type=int, default=None, help="fully sampled centre lines")
+    p.add_argument("--acs", type=_acs, default=None, help="fully sampled centre lines (an "
+                   "integer) or centre fraction (in (0, 1)); default fastMRI's: 0.08 at x4, "
+                   "0.04 at x8")
 
 
 def cmd_sample(a) -> int:
@@ -117,7 +130,7 @@ def cmd_bench(a) -> int:
     task = _task(a)
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
-                    command="ccdf " + " ".join(a.argv))
+                    command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -174,9 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "feed-forward net and (--peers) DDRM, DiffPIR, DPS on the same network")
     _add_task_args(be)
     be.add_argument("--out", required=True)
-    be.add_argument("--model", default="default", help="default or a model PATH")
-    be.add_argument("--input", default=None, help="images: a data spec (folder, .npy, NIfTI, "
-                    "fashion-mnist:val ...); default: the embedded evaluation sample")
+    be.add_argument("--model", default="default", help="default, a model PATH, or none (only "
+                    "the rows without a prior: initial estimates, feed-forward net, classical)")
+    be.add_argument("--input", "--data", dest="input", default=None, help="images: a data spec "
+                    "(folder, .npy, NIfTI, fashion-mnist:val, mri:heldout256-complex, "
+                    "mri:ood64 ...); default: the embedded evaluation sample")
+    be.add_argument("--val", default=None, help="MRI: validation images (a data spec) on which "
+                    "the compressed-sensing lambda is chosen; default: the set's own (mri:valN, "
+                    "mni152:val)")
+    be.add_argument("--cs-iters", type=int, default=100, help="iterations of the compressed-"
+                    "sensing solvers (sigpy)")
     be.add_argument("--restorer", default="default", help="default | none | PATH")
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")

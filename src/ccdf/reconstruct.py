@@ -101,9 +101,7 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     if cplx:
         xs = (res.x * scale).reshape(b, samples, *x0_hat.shape[1:])
     else:
-        xs = ((res.x + 1) / 2).reshape(b, samples, *x0_hat.shape[1:])
-    if not xs.is_complex():
-        xs = xs.clamp(0, 1)
+        xs = operator.clamp(((res.x + 1) / 2).reshape(b, samples, *x0_hat.shape[1:]))
     std = xs.abs().std(1) if samples > 1 else None
     return Reconstruction(x=xs.mean(1), std=std, samples=xs, nfe=res.nfe * samples, n_prime=res.n_prime,
                           t0=res.t0)

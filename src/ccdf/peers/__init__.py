@@ -83,7 +83,7 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     """Run peer ``name`` on a measurement y01 of images in [0, 1]; returns (x01, nfe).
 
     As in ``reconstruct``: y_m = 2 y01 - A 1 and sigma_y_m = 2 sigma_y in the model's [-1, 1];
-    the result is mapped back and clamped to [0, 1] (real images).  ``options`` go to the peer
+    the result is mapped back and clamped to the operator's ``value_range``.  ``options`` go to the peer
     (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor).
     """
     if name not in PEERS:
@@ -100,4 +100,4 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     x_m, nfe = peer.run(model, operator, y_m, steps=peer.steps if steps is None else steps,
                         generator=generator, sigma_y=2 * sigma_y, **options)
     x01 = (x_m + 1) / 2
-    return (x01 if x01.is_complex() else x01.clamp(0, 1)), nfe
+    return operator.clamp(x01), nfe
