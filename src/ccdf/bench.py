@@ -94,7 +94,9 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
-    x = x[:n_images] if n_images else x
+    if n_images and n_images < len(x):  # MRI sets: spread over the set (slices, then OOD kinds)
+        x = x[torch.linspace(0, len(x) - 1, n_images).round().long()] \
+            if data.startswith("mri:") else x[:n_images]
     op = _operator(task, x, bool(getattr(m, "complex", False)))
     y = op.A(x)
     s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
