@@ -67,7 +67,7 @@ def sample_of(task):
 MRI_SEEN = """
 What it has seen: native-resolution 2-D slices (no resampling) of two brains -- MNI152 2009a
 (1 mm, axial slices outside the held-out band z = 83..104) and Colin27 (1 mm with the head,
-and 0.5 mm, in all three orientations) -- as random {patch}x{patch} patches, flipped, rotated by
+and 0.5 mm, in all three orientations) -- as random {patch} patches, flipped, rotated by
 multiples of 90 degrees, scaled in intensity by 0.6-1.2, and multiplied by smooth random phase
 maps (10% real, 15% a constant phase, else a constant + a linear ramp + a smooth 4x4 random
 field). What it has not seen: MNI152 sagittal and coronal slices, the held-out axial band,
@@ -112,7 +112,7 @@ PSNR (magnitude) on the first 8 slices of `mri:heldout256-complex` (held-out axi
 {chr(10).join(rows)}
 
 Columns of `examples.png` (uniform 1-D x4): ground truth, zero-filled, this net.
-{MRI_SEEN.format(patch=cfg.get('extra', {}).get('train_config', {}).get('image_size', 128))}
+{MRI_SEEN.format(patch='64-128 pixel')}
 ![examples](examples.png)
 """
 elif cfg.get("complex"):
@@ -123,7 +123,7 @@ elif cfg.get("complex"):
     body = f"""
 The embedded MRI prior: a complex-image (2-channel: real, imaginary), size-independent VP
 diffusion prior (diffusers UNet2DModel, no attention). {size_note}
-{MRI_SEEN.format(patch=cfg.get('patch', 64))}
+{MRI_SEEN.format(patch=str(cfg.get('patch', 64)) + 'x' + str(cfg.get('patch', 64)))}
 Unconditional samples at 128x128 (magnitude; DDIM, {a.steps} steps, made with
 `ccdf sample --model {a.name} --n {a.samples} --size 128 --steps {a.steps} --sampler ddim`).
 A patch prior's unconditional samples show local brain texture, not whole-slice anatomy: the
@@ -192,4 +192,5 @@ Unconditional samples (DDIM, {a.steps} steps, made with
 ![samples](samples.png)
 """
 (dst / "REPORT.md").write_text(head + body)
+(dst / "model.safetensors").chmod(0o644)
 print(f"snapshot of {run} at step {last['step']} written to {dst}")
