@@ -61,6 +61,7 @@ class Setup:
     restorer_meta: dict = field(default_factory=dict)
     start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
+    notes: list = field(default_factory=list)    # what was left out, and why (logged)
 
 
 def _asset(name: str) -> Path | None:
@@ -100,8 +101,13 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
               starts={"classic": init.classic(op, y)})
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
-    if rpath is not None:
-        net = load_restorer(rpath)
+    net = load_restorer(rpath) if rpath is not None else None
+    why = restorer_misfit(net, x) if net is not None else None
+    if why and restorer != "default":
+        raise ValueError(f"restorer {rpath}: {why}")
+    if why:
+        s.notes.append(f"feed-forward start left out: the embedded {rpath.name} {why}")
+    elif net is not None:
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
@@ -113,6 +119,17 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
         if (fid.DEFAULT / "config.json").exists():
             s.extras["extractor"] = fid.load_classifier()
     return s
+
+
+def restorer_misfit(net, x: Tensor) -> str | None:
+    """Why the restoration net cannot take images x (N, C, H, W), or None if it can."""
+    if x.is_complex() and not net.meta.get("complex"):
+        return "takes real images; these are complex"
+    s = net.unet.config.sample_size
+    s = tuple(s) if isinstance(s, (tuple, list)) else (s, s)
+    if not net.meta.get("any_size") and tuple(x.shape[-2:]) != tuple(s):
+        return f"takes {s[0]}x{s[1]} images; these are {x.shape[-2]}x{x.shape[-1]}"
+    return None
 
 
 def _operator(task: dict, x: Tensor):
@@ -395,6 +412,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     s = make_setup(task, model, data, n, restorer)
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
         f"{' complex' if s.x.is_complex() else ''}, model {model}")
+    for note in s.notes:
+        log(f"  {note}")
     b = Bench(s, seed, log)
     b.initial()
     cs = {}
