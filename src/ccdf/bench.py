@@ -145,9 +145,11 @@ def validation_setup(s: Setup, spec: str, n: int | None = None) -> tuple[Tensor,
     their measurement by s's operator: (x_val, y_val)."""
     x = datasets.load(spec)
     if tuple(x.shape[1:]) != tuple(s.x.shape[1:]) or x.is_complex() != s.x.is_complex():
-        kind = lambda t: "complex" if t.is_complex() else "real"  # noqa: E731
-        raise ValueError(f"validation set {spec} holds {kind(x)} {tuple(x.shape[1:])} images; "
-                         f"the evaluation images are {kind(s.x)} {tuple(s.x.shape[1:])}")
+        def kind(t):
+            return f"{'complex' if t.is_complex() else 'real'} {tuple(t.shape[1:])}"
+
+        raise ValueError(f"validation set {spec} holds {kind(x)} images; the evaluation "
+                         f"images are {kind(s.x)}")
     if n and n < len(x):
         x = x[torch.linspace(0, len(x) - 1, n).round().long()]
     return x, s.op.A(x)
@@ -204,7 +206,7 @@ class Bench:
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
 
-    def classical(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
+    def classical_rows(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
                   iters: int = 100) -> dict:
         """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
         chosen on the validation images ``val`` = (x_val, y_val) (``classical.choose_lambda``);
@@ -419,7 +421,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     cs = {}
     if task["task"] == "mri":
         val = val or datasets.validation_spec(data or "mni152:sample")
-        cs = b.classical(validation_setup(s, val, 2 if quick else None) if val else None,
+        cs = b.classical_rows(validation_setup(s, val, 2 if quick else None) if val else None,
                          iters=cs_iters)
     if s.model is None:
         res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
