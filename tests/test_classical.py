@@ -128,17 +128,13 @@ def test_bench_classical_rows_real_and_complex(tmp_path, capsys):
     assert meta["classical"]["tv"]["n_val"] == 2 and len(meta["classical"]["tv"]["table"]) == 7
     assert "## Compressed sensing (sigpy)" in (out / "results.md").read_text()
     assert (out / "grid.png").exists()
-    # complex data at 64 pixels (the committed OOD set) with its own validation slices; the
-    # embedded x4 restorer (real, 64x64) does not take complex images: left out, saying so
-    capsys.readouterr()
+    # complex data at 64 pixels (the committed OOD set) with its own validation slices
     out = tmp_path / "complex"
     assert cli.main(base + ["--data", "mri:ood64-complex", "--quick", "--n-images", "1",
                             "--out", str(out)]) == 0
     by = _rows(out)
     assert any(m.startswith("CS total variation") for m in by) and by["zero-filled"]["psnr"] > 5
     assert json.loads((out / "bench.json").read_text())["classical"]["l1wavelet"]["n_val"] == 2
-    assert "feed-forward net alone" not in by
-    assert "feed-forward start left out" in capsys.readouterr().out
     # no validation set for a plain file: the CS rows are skipped, saying why
     out = tmp_path / "noval"
     assert cli.main(base + ["--input", str(tmp_path / "x.npy"), "--out", str(out)]) == 0
@@ -148,3 +144,11 @@ def test_bench_classical_rows_real_and_complex(tmp_path, capsys):
     assert cli.main(base + ["--data", "mri:ood64", "--val", "mri:val128", "--out",
                             str(tmp_path / "bad")]) == 2
     assert "validation set mri:val128" in capsys.readouterr().err
+    # a restorer named on the command line that does not take the data is refused
+    from ccdf import datasets
+
+    r4 = datasets.ASSETS / "models" / "restorer-mri4"
+    if (r4 / "config.json").exists():
+        assert cli.main(base + ["--data", "mri:ood64-complex", "--restorer", str(r4), "--out",
+                                str(tmp_path / "bad2")]) == 2
+        assert "takes real images" in capsys.readouterr().err

@@ -49,6 +49,8 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
     ("mri-real-random1d", lambda: MRI(random1d(16, 16, 4, generator=_gen(4)))),
     ("mri-real-vd2d", lambda: MRI(vd2d(16, 16, 4, _gen(2)))),
     ("mri-complex-uniform1d", lambda: MRI(uniform1d(16, 16, 4), complex_image=True)),
+    ("mri-complex-phase", lambda: MRI(uniform1d(16, 12, 4), complex_image=True,
+                                      phase=torch.randn(16, 12, generator=_gen(5)))),
     # accel 2: 4 birdcage coils resolve 2-fold aliasing well (CG converges in tens of steps)
     ("mri-multicoil", lambda: make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=2,
                                             acs=2, coils=4)),

@@ -25,6 +25,7 @@ estimate, the feed-forward net, the classical rows).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -70,12 +71,12 @@ def _asset(name: str) -> Path | None:
 
 
 def default_restorer(task: dict) -> Path | None:
-    """The embedded restorer for the embedded tasks (SR x4 average pooling, MRI x4 uniform 1D)."""
+    """The embedded restorer for the embedded tasks (SR x4 average pooling; MRI: the unrolled
+    start for any Cartesian mask)."""
     if task["task"] == "sr" and task.get("factor") == 4 and task.get("kernel", "avg") == "avg":
         return _asset("restorer-sr4")
-    if task["task"] == "mri" and task.get("pattern") == "uniform1d" and task.get("accel") == 4 \
-            and task.get("acs") is None:
-        return _asset("restorer-mri4")
+    if task["task"] == "mri":
+        return _asset("restorer-mri")
     return None
 
 
@@ -94,19 +95,21 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
-    x = x[:n_images] if n_images else x
-    op = _operator(task, x)
+    if n_images and n_images < len(x):  # MRI sets: spread over the set (slices, then OOD kinds)
+        x = x[torch.linspace(0, len(x) - 1, n_images).round().long()] \
+            if data.startswith("mri:") else x[:n_images]
+    op = _operator(task, x, bool(getattr(m, "complex", False)))
     y = op.A(x)
     s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
               starts={"classic": init.classic(op, y)})
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
     net = load_restorer(rpath) if rpath is not None else None
-    why = restorer_misfit(net, x) if net is not None else None
-    if why and restorer != "default":
-        raise ValueError(f"restorer {rpath}: {why}")
-    if why:
-        s.notes.append(f"feed-forward start left out: the embedded {rpath.name} {why}")
+    fits = net.fits(op) if net is not None and hasattr(net, "fits") else True
+    if fits is not True and restorer != "default":
+        raise ValueError(f"restorer {rpath}: {fits}")
+    if fits is not True:
+        s.notes.append(f"feed-forward start ({rpath.name}) left out: {fits}")
     elif net is not None:
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
@@ -121,21 +124,10 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     return s
 
 
-def restorer_misfit(net, x: Tensor) -> str | None:
-    """Why the restoration net cannot take images x (N, C, H, W), or None if it can."""
-    if x.is_complex() and not net.meta.get("complex"):
-        return "takes real images; these are complex"
-    s = net.unet.config.sample_size
-    s = tuple(s) if isinstance(s, (tuple, list)) else (s, s)
-    if not net.meta.get("any_size") and tuple(x.shape[-2:]) != tuple(s):
-        return f"takes {s[0]}x{s[1]} images; these are {x.shape[-2]}x{x.shape[-1]}"
-    return None
-
-
-def _operator(task: dict, x: Tensor):
-    """The task's operator for images x (complex x: a complex MRI operator)."""
+def _operator(task: dict, x: Tensor, complex_prior: bool = False):
+    """The task's operator for images x (complex x or a complex prior: a complex MRI operator)."""
     params = {k: v for k, v in task.items() if k != "task"}
-    if task["task"] == "mri" and x.is_complex():
+    if task["task"] == "mri" and (x.is_complex() or complex_prior):
         params["complex_image"] = True
     return make_operator(task["task"], x.shape[1:], **params)
 
@@ -241,10 +233,19 @@ class Bench:
                             "choice_seconds": spent}
         return chosen
 
-    def full_runs(self, steps=(1000, 20)) -> None:
-        """The full-run baseline (t0 = 1) from the classic start at each N."""
+    def full_runs(self, steps=(1000, 20), images: int | None = None) -> None:
+        """The full-run baseline (t0 = 1) from the classic start at each N; with ``images``,
+        runs of N > 100 use only the first ``images`` images (their row says how many)."""
         for n in steps:
-            self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
+            if images and n > 100 and images < len(self.s.x):
+                k = images
+                sub = Bench(dataclasses.replace(
+                    self.s, x=self.s.x[:k], y=self.s.y[:k],
+                    starts={key: v[:k] for key, v in self.s.starts.items()}), self.seed, self.log)
+                row = sub.ccdf(f"full run (t0=1), N={n}, first {k} image(s)", "classic", 1.0, n)
+                self.rows.append(row)
+            else:
+                self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
 
     def sweep(self, grid=T0_GRID, steps=(100, 1000)) -> dict:
         """PSNR against t0 for each start and N.  t0 = 1 reuses the full-run row, or else the
@@ -258,6 +259,7 @@ class Bench:
                     row = None
                     if t0 == 1.0:
                         row = self._find(f"full run (t0=1), N={n}") or \
+                            self._find(f"full run (t0=1), N={n}, first") or \
                             self._find(f"CCDF classic start, N={n}, t0=1.0")
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}", start, t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
@@ -403,12 +405,15 @@ def machine() -> dict:
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
               n_images: int | None = None, seed: int = 0, command: str = "", log=print,
-              val: str | None = None, cs_iters: int = 100) -> dict:
+              val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
+              full_steps=(1000, 20), full_images: int | None = None, checks: bool = True) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
 
     ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
     ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
-    of the compressed-sensing solvers."""
+    of the compressed-sensing solvers; ``grid``/``sweep_steps``: the t0 grid and N of the
+    sweeps; ``full_steps``/``full_images``: the full runs' N and (for N > 100) how many images
+    they use; ``checks``: the theory check and the overhead measurement."""
     out = Path(out)
     n = n_images or (4 if quick else None)
     s = make_setup(task, model, data, n, restorer)
@@ -422,7 +427,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     if task["task"] == "mri":
         val = val or datasets.validation_spec(data or "mni152:sample")
         cs = b.classical_rows(validation_setup(s, val, 2 if quick else None) if val else None,
-                         iters=cs_iters)
+                              iters=cs_iters)
     if s.model is None:
         res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
                "classical": cs, "theory": None, "overhead": None, "machine": machine(),
@@ -431,17 +436,17 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
 
         write_outputs(res, b, out)
         return res
-    b.full_runs()
-    curves = b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
-                     (100,) if quick else (100, 1000))
+    b.full_runs(full_steps, full_images)
+    curves = b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
+                     sweep_steps or ((100,) if quick else (100, 1000)))
     auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":
         b.sr_baselines()
     if peers:
         b.peers(quick)
-    th = b.theory_check()
-    oh = b.overhead(reps=1 if quick else 3)
+    th = b.theory_check() if checks else None
+    oh = b.overhead(reps=1 if quick else 3) if checks else None
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
            "command": command, "n_images": len(s.x), "quick": quick}

@@ -15,6 +15,13 @@ def _floats(s: str) -> tuple:
     return tuple(int(v) for v in s.split(","))
 
 
+def _float_list(s: str) -> tuple:
+    try:
+        return tuple(float(v) for v in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
 def cmd_theory(a) -> int:
     from . import theory
 
@@ -96,11 +103,12 @@ def cmd_sample(a) -> int:
     path = datasets.ASSETS / "models" / a.model if a.model in ("default-image", "default-mri") \
         else a.model
     model = load_model(path)
-    s, c = model.image_size, model.channels
+    s, c = model.image_size or a.size, model.channels
     g = torch.Generator().manual_seed(a.seed)
-    res = solve(model, torch.zeros(a.n, c, s, s), steps=a.steps, t0=1.0, sampler=a.sampler,
-                generator=g)
-    x = ((res.x + 1) / 2).clamp(0, 1)
+    cplx = bool(getattr(model, "complex", False))
+    z = torch.zeros(a.n, 1, s, s, dtype=torch.complex64) if cplx else torch.zeros(a.n, c, s, s)
+    res = solve(model, z, steps=a.steps, t0=1.0, sampler=a.sampler, generator=g)
+    x = res.x.abs().clamp(0, 1) if cplx else ((res.x + 1) / 2).clamp(0, 1)
     io.write_image(a.out, io.tile(x, a.cols or int(a.n**0.5)))
     print(f"{a.n} samples ({a.sampler}, {res.nfe} NFE) written to {a.out}")
     return 0
@@ -130,7 +138,9 @@ def cmd_bench(a) -> int:
     task = _task(a)
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
-                    command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters)
+                    command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters,
+                    grid=a.grid, sweep_steps=a.sweep_steps, full_steps=a.full_steps,
+                    full_images=a.full_images, checks=not a.no_checks)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -145,14 +155,14 @@ def cmd_calibrate_t0(a) -> int:
 
     torch.set_num_threads(a.threads) if a.threads else None
     task = _task(a)
-    data = a.input or ("mni152:val" if task["task"] == "mri" else "fashion-mnist:val")
+    data = a.input or ("mri:val256-complex" if task["task"] == "mri" else "fashion-mnist:val")
     s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False)
     print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
     for start, x0 in s.starts.items():
         key = s.start_keys[start]
         print(f"{key} start:")
         entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
-                                 log=print)
+                                 log=print, **({"grid": a.grid} if a.grid else {}))
         entry.update(data=data, command="ccdf " + " ".join(a.argv))
         f = autot0.save_calibration(s.model, task, key, entry)
         print(f"  -> t0* = {entry['t0_best']:g} (PSNR {entry['psnr_best']:.2f}), eps0 = "
@@ -167,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("sample", help="unconditional samples of a prior as a PNG grid")
     sa.add_argument("--model", default="default-image", help="default-image, default-mri or PATH")
     sa.add_argument("--n", type=int, default=64)
+    sa.add_argument("--size", type=int, default=64,
+                    help="image size for a prior of any size (the MRI prior); magnitudes shown")
     sa.add_argument("--cols", type=int, default=0)
     sa.add_argument("--steps", type=int, default=100)
     sa.add_argument("--sampler", choices=["ddpm", "ddim", "smld"], default="ddpm")
@@ -197,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "mni152:val)")
     be.add_argument("--cs-iters", type=int, default=100, help="iterations of the compressed-"
                     "sensing solvers (sigpy)")
+    be.add_argument("--grid", type=_float_list, default=None,
+                    help="t0 grid of the sweeps (default: the paper's 0.05,0.1,0.2,0.5,0.75,1)")
+    be.add_argument("--sweep-steps", type=_floats, default=None,
+                    help="N of the sweeps (default 100,1000; --quick: 100)")
+    be.add_argument("--full-steps", type=_floats, default=(1000, 20),
+                    help="N of the full-run baselines (t0 = 1)")
+    be.add_argument("--full-images", type=int, default=None,
+                    help="run full runs with N > 100 on only the first K images (slow sizes)")
+    be.add_argument("--no-checks", action="store_true",
+                    help="skip the theory check and the overhead measurement")
     be.add_argument("--restorer", default="default", help="default | none | PATH")
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
@@ -210,9 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(ca)
     ca.add_argument("--model", default="default", help="default or a model folder (written to)")
     ca.add_argument("--input", default=None, help="validation images (a data spec); default: "
-                    "fashion-mnist:val or mni152:val, never the evaluation sample")
+                    "fashion-mnist:val or mri:val256-complex, never the evaluation images")
     ca.add_argument("--restorer", default="default", help="default | none | PATH")
     ca.add_argument("--n-images", type=int, default=16)
+    ca.add_argument("--grid", type=_float_list, default=None,
+                    help="t0 values of the sweep (default 0.02,0.03,0.05,0.1,0.2,0.3,0.5,0.75,1)")
     ca.add_argument("--steps", type=int, default=100, help="N of the sweep")
     ca.add_argument("--tol", type=float, default=0.1, help="t0* = smallest t0 within TOL dB "
                     "of the best PSNR")

@@ -81,4 +81,30 @@ class GradientStep(_Consistency):
         return x + self.lam * self.operator.A_adjoint(r)
 
 
+class RealImage:
+    """The image is known to be real (a magnitude whose phase the operator carries):
+    Im x <- b Im z, the replacement of the measurement Im x_0 = 0 diffused to level (a, b).
+    An orthogonal projection onto an affine set, so non-expansive; chained after a data
+    consistency it is one more POCS step."""
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        if not x.is_complex():
+            return x
+        im = b * torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device) \
+            if b > 0 else torch.zeros_like(x.real)
+        return torch.complex(x.real, im)
+
+
+class Chain:
+    """Consistency steps applied in order (each non-expansive, so is their composition)."""
+
+    def __init__(self, *steps):
+        self.steps = steps
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        for step in self.steps:
+            x = step(x, a, b, generator)
+        return x
+
+
 CONSISTENCY = {"projection": Projection, "gradient": GradientStep}

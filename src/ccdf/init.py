@@ -4,7 +4,8 @@ All work on images (B, C, H, W) in the operator's ``value_range`` ([0, 1]; MRI: 
 clipped above); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^T y (real part for real images).
+* MRI: the zero-filled reconstruction A^+ y (minimum-norm least squares: F^H M y for complex
+  images; for real images the Hermitian-symmetric average, see ``operators.mri``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ def classic(operator, y: Tensor) -> Tensor:
 
 
 def feed_forward(net, operator, y: Tensor) -> Tensor:
-    """A trained restoration network applied to the classic estimate (the talk's
-    "feed-forward network correction"): net maps classic(y) (B, C, H, W) -> x0_hat."""
+    """A trained restoration network applied to the classic estimate (the feed-forward
+    correction of Chung, Sim & Ye, Sec. 3): net maps classic(y) (B, C, H, W) -> x0_hat.
+    A network with ``restore(operator, y)`` (the unrolled MRI start) is given the operator."""
+    if hasattr(net, "restore"):
+        return net.restore(operator, y)
     x = classic(operator, y)
     with torch.no_grad():
         return operator.clamp(net(x))

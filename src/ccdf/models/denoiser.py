@@ -8,8 +8,9 @@ A model is an ``nn.Module`` called as ``model(x_t, t)``:
   ``'eps'`` (the noise z), ``'score'`` (grad log p_t(x_t)) or ``'x0'`` (E[x_0 | x_t]);
 * ``model.schedule`` gives ``a(t), b(t)`` with ``x_t = a x_0 + b z``.
 
-``evaluate(model, x, t)`` returns all three, handling complex inputs by denoising the real
-and imaginary parts as two real images (as score-MRI does).
+``evaluate(model, x, t)`` returns all three.  Complex inputs (B, 1, H, W) go to a complex
+prior (``model.complex``: channels = real, imaginary) as (B, 2, H, W); to any other model as
+the real and imaginary parts denoised as two real images (as score-MRI does).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def evaluate(model: nn.Module, x: Tensor, t: Tensor) -> Prediction:
     t = torch.as_tensor(t, dtype=torch.float64)
     t_s = t.reshape(-1)[:1] if t.numel() == 1 or bool((t == t.reshape(-1)[0]).all()) else t
     t = t.expand(x.shape[0])
+    if x.is_complex() and getattr(model, "complex", False):
+        if x.shape[1] != 1:
+            raise ValueError(f"a complex prior takes complex images (B, 1, H, W), got {tuple(x.shape)}")
+        p = evaluate(model, torch.cat([x.real, x.imag], 1), t)
+        return Prediction(*(torch.complex(v[:, :1], v[:, 1:]) for v in p))
     if x.is_complex():
         both = torch.cat([x.real, x.imag], 0)
         p = evaluate(model, both, torch.cat([t, t]))

@@ -35,6 +35,21 @@ def build_unet(image_size: int = 32, channels: int = 1, block_out_channels=(32, 
     )
 
 
+def pad_to_multiple(h: Tensor, m: int):
+    """Reflect-pad (B, C, H, W) to multiples of m (replicate where too small to reflect);
+    returns (padded, crop) with crop(out) cutting an output back to H x W."""
+    hw = h.shape[-2:]
+    ph, pw = -hw[0] % m, -hw[1] % m
+    if ph or pw:
+        mode = "reflect" if min(hw) > max(ph, pw) else "replicate"
+        h = torch.nn.functional.pad(h, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+
+    def crop(out: Tensor) -> Tensor:
+        return out[..., ph // 2:ph // 2 + hw[0], pw // 2:pw // 2 + hw[1]]
+
+    return h, crop
+
+
 class UNetDenoiser(nn.Module):
     """``model(x_t, t)`` on a UNet2DModel (the contract of ``models.denoiser``).
 
@@ -96,18 +111,11 @@ class UNetDenoiser(nn.Module):
             h = h * c.to(x.dtype).reshape(-1, 1, 1, 1)
         if cond is not None:
             h = torch.cat([h, cond], 1)
-        hw = h.shape[-2:]
+        crop = None
         if self.any_size:  # reflect-pad to a multiple of the UNet's total downsampling
-            m = 2 ** (len(self.unet.config.block_out_channels) - 1)
-            ph, pw = -hw[0] % m, -hw[1] % m
-            if ph or pw:
-                h = torch.nn.functional.pad(h, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2),
-                                            mode="reflect" if min(hw) > max(ph, pw) else "replicate")
+            h, crop = pad_to_multiple(h, 2 ** (len(self.unet.config.block_out_channels) - 1))
         out = self.unet(h.to(p.dtype), self.timesteps(t).to(p.dtype)).sample
-        if out.shape[-2:] != hw:
-            ph, pw = out.shape[-2] - hw[0], out.shape[-1] - hw[1]
-            out = out[..., ph // 2:ph // 2 + hw[0], pw // 2:pw // 2 + hw[1]]
-        return out.to(x.dtype)
+        return (crop(out) if crop else out).to(x.dtype)
 
     def config_dict(self) -> dict:
         return {

@@ -277,7 +277,8 @@ class MRI(LinearOperator):
     value_range = (0.0, None)
 
     def __init__(self, mask, image_shape: tuple | None = None, complex_image: bool = False,
-                 coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10):
+                 coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10,
+                 phase: Tensor | None = None):
         mask = torch.as_tensor(mask)
         if mask.dtype != torch.bool or mask.dim() != 2:
             raise ValueError(f"the MRI mask must be a bool (H, W) tensor, got {mask.dtype} "
@@ -302,6 +303,13 @@ class MRI(LinearOperator):
             if image_shape[0] != 1:
                 raise ValueError(f"multi-coil MRI takes one image channel, got {image_shape}")
             self.coils = coils
+        self.phase = None
+        if phase is not None:  # a known phase absorbed in the operator: A x = M F (e^{i phi} x)
+            phase = torch.as_tensor(phase, dtype=torch.float64)
+            if not self.complex_image or coils is not None or tuple(phase.shape) != (h, w):
+                raise ValueError(f"phase must be a real (H, W) = ({h}, {w}) map of a single-coil "
+                                 f"complex operator, got {tuple(phase.shape)}")
+            self.phase = torch.polar(torch.ones_like(phase), phase)
         n_out = image_shape[0] if coils is None else coils.shape[0]
         self.measurement_shape = (n_out, h, w)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
@@ -334,10 +342,16 @@ class MRI(LinearOperator):
     def _maps(self, t: Tensor) -> Tensor:
         return self.coils.to(device=t.device, dtype=t.dtype)
 
+    def _mod(self, x: Tensor, conj: bool = False) -> Tensor:
+        if self.phase is None:
+            return x
+        e = self.phase.to(device=x.device, dtype=x.dtype)
+        return x * (e.conj() if conj else e)
+
     # ---- A, A_adjoint, A_pinv, P
     def A(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) -> y = M F x (or M F (S x)), complex (B, C or Ncoil, H, W)."""
-        x = self._image(x)
+        x = self._mod(self._image(x))
         if self.coils is not None:
             x = self._maps(x) * x
         return fft2c(x) * self.mask.to(x.device)
@@ -347,7 +361,7 @@ class MRI(LinearOperator):
         z = ifft2c(self._kspace(y))
         if self.coils is not None:
             return (self._maps(z).conj() * z).sum(1, keepdim=True)
-        return z if self.complex_image else z.real.contiguous()
+        return self._mod(z, conj=True) if self.complex_image else z.real.contiguous()
 
     def A_pinv(self, y: Tensor) -> Tensor:
         """The minimum-norm least-squares image for k-space y (see the module docstring)."""
@@ -373,10 +387,52 @@ class MRI(LinearOperator):
         if self.coils is not None:
             return super().project(x)
         x = self._image(x)
-        k = fft2c(x)
+        k = fft2c(self._mod(x))
         if self.complex_image:
-            return ifft2c(k * self.mask.to(x.device))
+            return self._mod(ifft2c(k * self.mask.to(x.device)), conj=True)
         return ifft2c(k * self.mask_sym.to(x.device)).real.contiguous()
+
+
+def centre_block(mask: Tensor) -> Tensor:
+    """(H, W) bool, unshifted: the largest fully sampled rectangle of k-space around DC
+    (the calibration / ACS region), found by growing it while every entry is sampled."""
+    m = centered(mask)
+    h, w = m.shape
+    cy, cx = h // 2, w // 2
+    if not bool(m[cy, cx]):
+        return torch.zeros_like(mask)
+    t, b, l, r = cy, cy + 1, cx, cx + 1   # the block is m[t:b, l:r]; grow each side in turn
+    grown = True
+    while grown:
+        grown = False
+        if l > 0 and bool(m[t:b, l - 1].all()):
+            l, grown = l - 1, True
+        if r < w and bool(m[t:b, r].all()):
+            r, grown = r + 1, True
+        if t > 0 and bool(m[t - 1, l:r].all()):
+            t, grown = t - 1, True
+        if b < h and bool(m[b, l:r].all()):
+            b, grown = b + 1, True
+    out = torch.zeros_like(m)
+    out[t:b, l:r] = True
+    return uncentered(out)
+
+
+def centre_phase(mask: Tensor, y: Tensor) -> Tensor:
+    """(B, H, W) float64 phase (radians) of the low-resolution image from the fully sampled
+    centre of single-coil k-space y (B, 1, H, W), Hann-windowed: the smooth phase a
+    magnitude prior needs absorbed into the operator (``MRI(..., phase=)``)."""
+    block = centre_block(mask)
+    if not bool(block.any()):
+        raise ValueError("the mask has no fully sampled centre to estimate the phase from")
+    c = centered(block)
+    rows, cols = torch.where(c.any(1))[0], torch.where(c.any(0))[0]
+    win = torch.zeros(c.shape, dtype=torch.float64)
+    wy = torch.hann_window(len(rows) + 2, periodic=False, dtype=torch.float64)[1:-1]
+    wx = torch.hann_window(len(cols) + 2, periodic=False, dtype=torch.float64)[1:-1]
+    win[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = wy[:, None] * wx[None, :]
+    low = ifft2c(y[:, 0].to(torch.complex128) * uncentered(win))
+    return torch.angle(low)
 
 
 def zero_filled(op: MRI, y: Tensor) -> Tensor:

@@ -147,10 +147,10 @@ def resolve_init(spec: str, task: dict, image_size: int):
     if spec == "net":
         key = (task["task"], task.get("factor") if task["task"] == "sr" else
                (task.get("pattern"), float(task.get("accel", 0))))
-        name = {("sr", 4): "restorer-sr4", ("mri", ("uniform1d", 4.0)): "restorer-mri4"}.get(key)
+        name = "restorer-mri" if task["task"] == "mri" else {("sr", 4): "restorer-sr4"}.get(key)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
-                             "sr x4 and mri uniform1d x4); use --init classic or --init PATH")
+                             "sr x4 and mri, any mask); use --init classic or --init PATH")
         if not (ASSETS / "models" / name / "config.json").exists():
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
                                     "build yet; use --init classic or --init PATH")
@@ -168,6 +168,8 @@ def resolve_init(spec: str, task: dict, image_size: int):
         raise ValueError(f"the restoration network {spec} was trained for "
                          f"{task_str(net.task)}, not {task_str(task)}")
     size = getattr(getattr(net.unet, "config", None), "sample_size", None)
+    if hasattr(net, "restore") or image_size is None:  # size-independent
+        size = None
     if size is not None and int(size) != image_size:
         raise ValueError(f"the restoration network takes {size}x{size} images but the model "
                          f"takes {image_size}x{image_size}")

@@ -51,7 +51,12 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     if net is not None:
         net = net.to(ranks.device)
     size, params = model.image_size, {k: v for k, v in task.items() if k != "task"}
-    op = make_operator(task["task"], (model.channels, size, size), **params)  # checks the task
+    if getattr(model, "complex", False):
+        params["complex_image"] = True
+    # checks the task; a prior of any size gets its operators per input size from the Reader
+    op = make_operator(task["task"], (1 if getattr(model, "complex", False) else model.channels,
+                                      size or 64, size or 64), **params)
+    op = op if size else None
     if cfg.compile or cfg.half:
         model = DeviceModel(model, ranks.device, cfg.compile, cfg.half)
     work = _Work(cfg, model, net, Reader(cfg, model, op, ranks.device), out, log)
@@ -131,9 +136,10 @@ class _Work:
 
         src = self.reader.read(path)
         for it in src.items:
-            if self.net is not None and it.op.complex_image:
-                raise io.InputError(f"{it.name}: this k-space is not that of a real image, which "
-                                    "the restoration network cannot take; use --init classic")
+            if self.net is not None and not hasattr(self.net, "restore"):
+                fits = self.net.fits(it.op)
+                if fits is not True:
+                    raise io.InputError(f"{it.name}: {fits}; use --init classic")
             it.x0_hat = (init.classic(it.op, it.y) if self.net is None
                          else init.feed_forward(self.net, it.op, it.y))
             if self.auto:
