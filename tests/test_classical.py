@@ -40,7 +40,7 @@ def test_cs_recon_is_sigpy_on_the_same_problem(kind):
     m_c = np.fft.fftshift(mask.numpy()).astype(float)
     y_c = sp.fft(x.numpy(), center=True) * m_c
     app = sigpy.mri.app.TotalVariationRecon if kind == "tv" else sigpy.mri.app.L1WaveletRecon
-    steps = {"sigma": 1.0, "tau": 1 / 9} if kind == "tv" else {"alpha": 1.0}
+    steps = {"sigma": 1 / 9, "tau": 1.0} if kind == "tv" else {"alpha": 1.0}
     ref = app(y_c[None], np.ones((1, 24, 20), complex), 3e-3, weights=m_c, max_iter=20,
               show_pbar=False, **steps).run()
     np.testing.assert_allclose(ours.numpy(), ref, atol=1e-9)
@@ -60,8 +60,8 @@ def test_multicoil_and_real_images():
     y_c = sp.fft(maps.numpy() * x.numpy(), axes=(-2, -1), center=True)
     m_c = np.fft.fftshift(op.mask.numpy()).astype(float)
     ref = sigpy.mri.app.TotalVariationRecon(y_c * m_c, maps.numpy(), 1e-3, weights=m_c,
-                                            max_iter=30, show_pbar=False, sigma=1.0,
-                                            tau=1 / 9).run()
+                                            max_iter=30, show_pbar=False, sigma=1 / 9,
+                                            tau=1.0).run()
     np.testing.assert_allclose(xh[0, 0].numpy(), ref, atol=1e-8)
     # real images: the Hermitian-completed k-space on M | Mflip; the solution is real
     op_r = MRI(random1d(16, 16, 4, generator=_gen(1)))
@@ -130,8 +130,8 @@ def test_bench_classical_rows_real_and_complex(tmp_path, capsys):
     assert (out / "grid.png").exists()
     # complex data at 64 pixels (the committed OOD set) with its own validation slices
     out = tmp_path / "complex"
-    assert cli.main(base + ["--data", "mri:ood64-complex", "--quick", "--pattern", "random1d",
-                            "--accel", "8", "--n-images", "1", "--out", str(out)]) == 0
+    assert cli.main(base + ["--data", "mri:ood64-complex", "--quick", "--n-images", "1",
+                            "--out", str(out)]) == 0
     by = _rows(out)
     assert any(m.startswith("CS total variation") for m in by) and by["zero-filled"]["psnr"] > 5
     assert json.loads((out / "bench.json").read_text())["classical"]["l1wavelet"]["n_val"] == 2
@@ -144,3 +144,11 @@ def test_bench_classical_rows_real_and_complex(tmp_path, capsys):
     assert cli.main(base + ["--data", "mri:ood64", "--val", "mri:val128", "--out",
                             str(tmp_path / "bad")]) == 2
     assert "validation set mri:val128" in capsys.readouterr().err
+    # a restorer named on the command line that does not take the data is refused
+    from ccdf import datasets
+
+    r4 = datasets.ASSETS / "models" / "restorer-mri4"
+    if (r4 / "config.json").exists():
+        assert cli.main(base + ["--data", "mri:ood64-complex", "--restorer", str(r4), "--out",
+                                str(tmp_path / "bad2")]) == 2
+        assert "takes real images" in capsys.readouterr().err

@@ -318,6 +318,8 @@ def test_mri_mask_acs_override():
         assert row[27:37].all() and centre_lines(64, 4, 10) == 10
     assert centre_lines(64, 4, 0.125) == 8 and centre_lines(320, 8) == 13
     assert centre_lines(100, 3) == round(100 * 0.32 / 3)
+    assert torch.equal(vd2d(32, 32, 4, generator=_gen(0), acs=0.25),
+                       vd2d(32, 32, 4, generator=_gen(0), acs=8))
     m = uniform1d(32, 32, 4, acs=0)  # no centre: every 4th column from DC
     assert torch.equal(m[0], torch.arange(32) % 4 == 0)
     op = make_operator("mri", (1, 64, 64), pattern="random1d", accel=8, acs=6, seed=3)

@@ -62,6 +62,7 @@ class Setup:
     restorer_meta: dict = field(default_factory=dict)
     start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
+    notes: list = field(default_factory=list)    # what was left out, and why (logged)
 
 
 def _asset(name: str) -> Path | None:
@@ -103,8 +104,13 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
               starts={"classic": init.classic(op, y)})
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
-    if rpath is not None:
-        net = load_restorer(rpath)
+    net = load_restorer(rpath) if rpath is not None else None
+    fits = net.fits(op) if net is not None and hasattr(net, "fits") else True
+    if fits is not True and restorer != "default":
+        raise ValueError(f"restorer {rpath}: {fits}")
+    if fits is not True:
+        s.notes.append(f"feed-forward start ({rpath.name}) left out: {fits}")
+    elif net is not None:
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
@@ -131,9 +137,11 @@ def validation_setup(s: Setup, spec: str, n: int | None = None) -> tuple[Tensor,
     their measurement by s's operator: (x_val, y_val)."""
     x = datasets.load(spec)
     if tuple(x.shape[1:]) != tuple(s.x.shape[1:]) or x.is_complex() != s.x.is_complex():
-        kind = lambda t: "complex" if t.is_complex() else "real"  # noqa: E731
-        raise ValueError(f"validation set {spec} holds {kind(x)} {tuple(x.shape[1:])} images; "
-                         f"the evaluation images are {kind(s.x)} {tuple(s.x.shape[1:])}")
+        def kind(t):
+            return f"{'complex' if t.is_complex() else 'real'} {tuple(t.shape[1:])}"
+
+        raise ValueError(f"validation set {spec} holds {kind(x)} images; the evaluation "
+                         f"images are {kind(s.x)}")
     if n and n < len(x):
         x = x[torch.linspace(0, len(x) - 1, n).round().long()]
     return x, s.op.A(x)
@@ -190,7 +198,7 @@ class Bench:
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
 
-    def classical(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
+    def classical_rows(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
                   iters: int = 100) -> dict:
         """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
         chosen on the validation images ``val`` = (x_val, y_val) (``classical.choose_lambda``);
@@ -411,13 +419,15 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     s = make_setup(task, model, data, n, restorer)
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
         f"{' complex' if s.x.is_complex() else ''}, model {model}")
+    for note in s.notes:
+        log(f"  {note}")
     b = Bench(s, seed, log)
     b.initial()
     cs = {}
     if task["task"] == "mri":
         val = val or datasets.validation_spec(data or "mni152:sample")
-        cs = b.classical(validation_setup(s, val, 2 if quick else None) if val else None,
-                         iters=cs_iters)
+        cs = b.classical_rows(validation_setup(s, val, 2 if quick else None) if val else None,
+                              iters=cs_iters)
     if s.model is None:
         res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
                "classical": cs, "theory": None, "overhead": None, "machine": machine(),

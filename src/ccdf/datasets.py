@@ -21,6 +21,7 @@ Anything else is a path: a folder of images, a NIfTI volume, a .npy stack or a f
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,6 @@ def mri_set(name: str) -> Tensor:
                          f"{', '.join(MRI_SETS)} (optionally with -complex)")
     x = torch.from_numpy(io.read_npy(MRI_DIR / f"{base}.npy").astype(np.float32))
     if kind == "complex":
-        import json
-
         meta = json.loads((MRI_DIR / "index.json").read_text())["sets"][base]
         x = torch.polar(x, smooth_phase(meta["phase"], *x.shape[-2:]).float())
     return x[:, None].contiguous()

@@ -197,13 +197,16 @@ def vd2d(h: int, w: int, accel: float, generator: torch.Generator | None = None,
          acs: int | None = None, sigma: float | None = None) -> Tensor:
     """(H, W) bool, unshifted: 2-D variable-density random sampling of round(H W / accel) points.
 
-    A fully sampled centre disc of diameter ``acs`` pixels (None: max(2, min(H, W) // 8)),
+    A fully sampled centre disc of diameter ``acs`` pixels (a float in (0, 1): that fraction
+    of min(H, W); None: max(2, min(H, W) // 8)),
     then points drawn without replacement with density exp(-(r / sigma)^2 / 2) in the
     k-space radius r (sigma = min(H, W) / 4 by default).  Reproducible for a seeded generator.
     """
     h, w = _check_size(h, w)
     accel = _check_accel(accel)
     acs = max(2, min(h, w) // 8) if acs is None else acs
+    if isinstance(acs, float) and 0 < acs < 1:  # a fraction of the shorter side
+        acs = round(min(h, w) * acs)
     if isinstance(acs, bool) or not 0 <= acs < min(h, w):
         raise ValueError(f"acs (centre disc diameter) must be in [0, {min(h, w)}), got {acs}")
     n = round(h * w / accel)
