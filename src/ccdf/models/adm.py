@@ -355,10 +355,36 @@ def infer_adm(sd: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the settings
 def _flags_string(text: str) -> dict:
-    """``--name value`` / ``--name=value`` pairs of a guided-diffusion command line (also inside
-    shell lines such as ``MODEL_FLAGS="..."``)."""
-    return {m.group(1): m.group(2) for m in
-            re.finditer(r"--([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)[\"']?([^\s\"']+)", text)}
+    """``--name value`` / ``--name=value`` pairs of a guided-diffusion command line, also inside
+    shell lines such as ``MODEL_FLAGS="--image_size 256 ..."`` (``--channel_mult ""``: empty)."""
+    import shlex
+
+    out: dict = {}
+
+    def walk(tokens: list) -> None:
+        i = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            i += 1
+            if not tok.startswith("--") or any(c.isspace() for c in tok):
+                if "--" in tok:  # NAME="--a 1 --b 2" or a quoted group of flags
+                    walk(shlex.split(tok[tok.index("--"):]))
+                continue
+            key = tok[2:]
+            if "=" in key:
+                key, val = key.split("=", 1)
+            elif i < len(tokens) and not tokens[i].startswith("--"):
+                val, i = tokens[i], i + 1
+            else:
+                continue  # a flag without a value: not a guided-diffusion setting
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                out[key] = val
+
+    try:
+        walk(shlex.split(text, comments=True))
+    except ValueError as e:
+        raise ValueError(f"cannot read the guided-diffusion flags: {e}") from None
+    return out
 
 
 def _flatten(d: dict) -> dict:
