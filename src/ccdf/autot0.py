@@ -36,6 +36,7 @@ import torch
 
 from . import init as _init
 from . import io, metrics
+from .models.denoiser import data_scale, from_model
 from .samplers import solve
 from .schedules import n_prime
 
@@ -79,7 +80,7 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
     s, c = model.image_size, model.channels
     g = torch.Generator().manual_seed(seed)
     res = solve(model, torch.zeros(n, c, s, s), steps=steps, t0=1.0, sampler="ddim", generator=g)
-    x = ((res.x + 1) / 2).clamp(0, 1)
+    x = from_model(model, res.x).clamp(0, 1)
     x_init = _init.classic(operator, operator.A(x))
     return float((x_init - x).abs().pow(2).mean())
 
@@ -147,7 +148,8 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     t_best = min(t for t, p in curve if p >= best - tol)
     eps0 = float((x0_hat - x).abs().pow(2).mean())
     resid = residual(operator, y, x0_hat)
-    k = noise_to_signal(model.schedule, t_best) / (4.0 * max(eps0 + resid, 1e-12))
+    k = noise_to_signal(model.schedule, t_best) / (data_scale(model) ** 2 *
+                                                   max(eps0 + resid, 1e-12))
     return {"k": k, "eps0": eps0, "residual": resid, "t0_best": t_best, "psnr_best": best,
             "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
 
@@ -194,7 +196,7 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
         src = "classic initializer's MSE on 8 prior samples"
     resid = residual(operator, y, x0_hat)
     eps0 = base + resid + float(sigma_y) ** 2
-    t0 = t0_for_error(model.schedule, steps, 4.0 * eps0, mu, t0_min, k)  # model space [-1, 1]
+    t0 = t0_for_error(model.schedule, steps, data_scale(model) ** 2 * eps0, mu, t0_min, k)
     rule = (f"k = {k:.3g} (calibrated)" if k is not None else
             f"k = 1/sqrt(mu) - 1 = {1 / math.sqrt(mu) - 1:.3g} (Gaussian prior, mu = {mu})")
     reason = (f"eps0 = {eps0:.3g} per pixel ({src}: {base:.3g} + residual {resid:.3g} + "

@@ -31,6 +31,7 @@ from torch import Tensor
 from . import autot0, datasets, init, io, metrics, theory
 from .consistency import randn_like
 from .models import load_model
+from .models.denoiser import data_scale, to_model
 from .operators import make_operator
 from .reconstruct import reconstruct
 from .schedules import n_prime
@@ -251,7 +252,7 @@ class Bench:
 
     # ------------------------------------------------------------------ checks
     def theory_check(self, t0: float = 0.2, steps: int = 100) -> dict:
-        """Measured ||x_CCDF - x_full||^2 (per pixel, model space [-1, 1]) against the Theorem 1
+        """Measured ||x_CCDF - x_full||^2 (per pixel, the model's data space) against the Theorem 1
         bound with the measured eps_{N'} = ||x_{N'}^CCDF - x_{N'}^full||^2 (DDPM, projection)."""
         s = self.s
         n_p = n_prime(t0, steps)
@@ -266,10 +267,10 @@ class Bench:
         ccdf = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=t0, steps=steps,
                            generator=self.gen())
         grid = s.model.schedule.grid(steps)
-        x_m = 2 * s.starts["classic"] - 1
+        x_m = to_model(s.model, s.starts["classic"])
         start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
         eps_np = float((start - seen["x"]).abs().pow(2).mean())
-        measured = float((2 * ccdf.x - 2 * full.x).abs().pow(2).mean())
+        measured = float((data_scale(s.model) * (ccdf.x - full.x)).abs().pow(2).mean())
         tau_ = theory.tau(s.op, tuple(s.x.shape[1:]))
         from .samplers.steps import make_sampler
 

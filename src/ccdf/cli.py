@@ -77,6 +77,7 @@ def cmd_sample(a) -> int:
 
     from . import datasets, io
     from .models import load_model
+    from .models.denoiser import from_model
     from .samplers import solve
 
     torch.set_num_threads(a.threads) if a.threads else None
@@ -87,7 +88,7 @@ def cmd_sample(a) -> int:
     g = torch.Generator().manual_seed(a.seed)
     res = solve(model, torch.zeros(a.n, c, s, s), steps=a.steps, t0=1.0, sampler=a.sampler,
                 generator=g)
-    x = ((res.x + 1) / 2).clamp(0, 1)
+    x = from_model(model, res.x).clamp(0, 1)
     io.write_image(a.out, io.tile(x, a.cols or int(a.n**0.5)))
     print(f"{a.n} samples ({a.sampler}, {res.nfe} NFE) written to {a.out}")
     return 0

@@ -1,7 +1,9 @@
 """The library call behind ``ccdf solve``: images in [0, 1] in, reconstructions out.
 
-Models work in [-1, 1]; since x_m = 2 x - 1 is affine, the measurement maps as
-y_m = A x_m = 2 y - A 1, and the noise level as sigma_y_m = 2 sigma_y.
+Models work in their data range [lo, hi] (``model.data_range``; [-1, 1] unless the model says
+otherwise, e.g. [0, 1] for score_sde VE models); since x_m = lo + (hi - lo) x is affine, the
+measurement maps as y_m = A x_m = (hi - lo) y + lo A 1 and the noise level as
+sigma_y_m = (hi - lo) sigma_y (``models.denoiser.to_model`` / ``measurement_to_model``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .consistency import CONSISTENCY
+from .models.denoiser import data_scale, from_model, measurement_to_model, to_model
 from .samplers import solve
 
 
@@ -54,15 +57,15 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     operator.check(x0_hat)
     check_model_input(model, x0_hat)
     b = x0_hat.shape[0]
-    y_m = 2 * y - operator.A(torch.ones_like(x0_hat))
-    x_m = 2 * x0_hat - 1
+    y_m = measurement_to_model(model, operator, y, x0_hat)
+    x_m = to_model(model, x0_hat)
     if samples > 1:
         y_m = y_m.repeat_interleave(samples, 0)
         x_m = x_m.repeat_interleave(samples, 0)
-    cons = CONSISTENCY[consistency](operator, y_m, sigma_y=2 * sigma_y)
+    cons = CONSISTENCY[consistency](operator, y_m, sigma_y=data_scale(model) * sigma_y)
     res = solve(model, x_m, steps=steps, t0=t0, sampler=sampler, consistency=cons,
                 generator=generator, eta=eta, corrector=corrector, callback=callback)
-    xs = ((res.x + 1) / 2).reshape(b, samples, *x0_hat.shape[1:])
+    xs = from_model(model, res.x).reshape(b, samples, *x0_hat.shape[1:])
     if not xs.is_complex():
         xs = xs.clamp(0, 1)
     std = xs.abs().std(1) if samples > 1 else None

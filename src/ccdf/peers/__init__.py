@@ -82,12 +82,14 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
              **options) -> tuple[Tensor, int]:
     """Run peer ``name`` on a measurement y01 of images in [0, 1]; returns (x01, nfe).
 
-    As in ``reconstruct``: y_m = 2 y01 - A 1 and sigma_y_m = 2 sigma_y in the model's [-1, 1];
+    As in ``reconstruct``: y_m = (hi - lo) y01 + lo A 1 and sigma_y_m = (hi - lo) sigma_y in the
+    model's data range [lo, hi] (``models.denoiser.to_model``);
     the result is mapped back and clamped to [0, 1] (real images).  ``options`` go to the peer
     (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor).
     """
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
+    from ..models.denoiser import data_scale, from_model, measurement_to_model
     from ..reconstruct import check_model_input
 
     sigma_y = check_sigma(sigma_y)
@@ -96,8 +98,8 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     ones = torch.ones_like(template.real if template.is_complex() else template)
     check_model_input(model, ones)
     peer = PEERS[name]
-    y_m = 2 * y01 - operator.A(ones)
+    y_m = measurement_to_model(model, operator, y01, ones)
     x_m, nfe = peer.run(model, operator, y_m, steps=peer.steps if steps is None else steps,
-                        generator=generator, sigma_y=2 * sigma_y, **options)
-    x01 = (x_m + 1) / 2
+                        generator=generator, sigma_y=data_scale(model) * sigma_y, **options)
+    x01 = from_model(model, x_m)
     return (x01 if x01.is_complex() else x01.clamp(0, 1)), nfe
