@@ -73,16 +73,19 @@ def default_restorer(task: dict) -> Path | None:
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
                n_images: int | None = None, restorer: str = "default",
-               extras: bool = True) -> Setup:
-    """Load the model, the images (a ``datasets.load`` spec; default: the embedded sample),
-    the operator, the measurement and the initial estimates (and, with ``extras``, the SR
-    comparison models and the FD classifier)."""
+               extras: bool = True, model_config=(), class_label: int | None = None) -> Setup:
+    """Load the model (``model_config``: a checkpoint's settings; ``class_label``: the class of
+    a class-conditional model), the images (a ``datasets.load`` spec; default: the embedded
+    sample), the operator, the measurement and the initial estimates (and, with ``extras``,
+    the SR comparison models and the FD classifier)."""
+    from .models.denoiser import check_class_label
     from .models.restorer import load_restorer
 
     kind = task["task"]
     mpath = (ASSET_MODELS / ("default-mri" if kind == "mri" else "default-image")
              if model == "default" else Path(model))
-    m = load_model(mpath)
+    m = load_model(mpath, config=tuple(model_config))
+    m.class_label = check_class_label(m, class_label, str(mpath))
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size, channels=m.channels)
@@ -320,11 +323,13 @@ def machine() -> dict:
 
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
-              n_images: int | None = None, seed: int = 0, command: str = "", log=print) -> dict:
+              n_images: int | None = None, seed: int = 0, command: str = "", log=print,
+              model_config=(), class_label: int | None = None) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``."""
     out = Path(out)
     n = n_images or (4 if quick else None)
-    s = make_setup(task, model, data, n, restorer)
+    s = make_setup(task, model, data, n, restorer, model_config=model_config,
+                   class_label=class_label)
     log(f"bench {s.name}: {len(s.x)} images, model {model}")
     b = Bench(s, seed, log)
     b.initial()

@@ -113,6 +113,43 @@ def evaluate(model: nn.Module, x: Tensor, t: Tensor) -> Prediction:
     return p
 
 
+class WithClassLabel:
+    """A class-conditional model seen as an unconditional one for class ``label``:
+    ``m(x, t) = model(x, t, class_labels=[label] * B)``; other attributes are the model's."""
+
+    def __init__(self, model, label: int):
+        self._model, self._label = model, int(label)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        y = torch.full((x.shape[0],), self._label, dtype=torch.long, device=x.device)
+        return self._model(x, t, class_labels=y)
+
+
+def check_class_label(model, label, name: str = "the model"):
+    """The label a model gets by default: None for an unconditional model (a label is then an
+    error), an int in 0..num_classes-1 for a class-conditional one (required)."""
+    n = getattr(model, "num_classes", None)
+    if n is None:
+        if label is not None:
+            raise ValueError(f"{name} is not class-conditional: it takes no class label")
+        return None
+    if label is None:
+        raise ValueError(f"{name} is class-conditional ({n} classes; guided-diffusion's have no "
+                         "unconditional class): pass --class-label N")
+    try:
+        k = int(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"class label must be an integer, got {label!r}") from None
+    if not 0 <= k < n or k != float(label):
+        raise ValueError(f"class label {label} is outside 0..{n - 1} of {name}")
+    return k
+
+
 class GaussianDenoiser(nn.Module):
     """Exact score of Gaussian data x_0 ~ N(mean, cov): the ground truth for tests.
 

@@ -150,7 +150,8 @@ class UNetDenoiser(nn.Module):
             "schedule": self.schedule.to_dict(), "prediction": self.prediction,
             "time_input": self.time_input, "input_scaling": self.input_scaling,
             "image_size": self.image_size, "channels": self.channels,
-            "data_range": list(self.data_range), **extra, **self.meta,
+            "data_range": list(self.data_range), **extra,
+            **{k: v for k, v in self.meta.items() if k != "weights_dtype"},
         }
 
 
@@ -219,6 +220,8 @@ def _load_ccdf_folder(folder: Path) -> UNetDenoiser:
     model = model_from_config(cfg)
     sd = load_file(str(folder / "model.safetensors"))
     model.unet.load_state_dict(sd, strict=True)
+    model.meta["weights_dtype"] = ",".join(sorted({str(v.dtype).replace("torch.", "")
+                                                   for v in sd.values()}))
     return model.eval()
 
 
@@ -350,6 +353,51 @@ def _load_diffusers_folder(folder: Path) -> UNetDenoiser:
     return UNetDenoiser(net, st["schedule"], st["prediction"], st["time_input"],
                         input_scaling=False, meta=meta, data_range=st["data_range"],
                         clip_x0=st.get("clip_x0"), variance=st.get("variance")).eval()
+
+
+def _schedule_summary(s) -> dict:
+    d = {"kind": s.kind}
+    if s.kind == "ve":
+        d.update(sigma_min=s.sigma_min, sigma_max=s.sigma_max)
+    elif s.beta == "table":
+        d.update(beta="discrete", training_steps=len(s.table),
+                 alpha_bar_last=float(f"{s.table[-1]:.4g}"))
+        if s.spacing:
+            d.update(spacing=s.spacing, steps_offset=s.steps_offset)
+    elif s.beta == "linear":
+        d.update(beta="linear", beta_min=s.beta_min, beta_max=s.beta_max)
+    else:
+        d.update(beta=s.beta)
+    return d
+
+
+def describe(model) -> dict:
+    """What was loaded and what was assumed (``ccdf inspect``): a JSON-able dict."""
+    meta = getattr(model, "meta", {}) or {}
+    net = getattr(model.unet, "unet", model.unet)
+    n = model.num_classes
+    arch = meta.get("architecture") or type(net).__name__
+    return {
+        "path": str(getattr(model, "source", "")),
+        "family": meta.get("family") or ("ccdf" if "command" in meta or "trained_on" in meta
+                                         else "unknown"),
+        "architecture": arch,
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "weights_dtype": meta.get("weights_dtype") or str(next(net.parameters()).dtype)
+        .replace("torch.", ""),
+        "image_size": model.image_size, "channels": model.channels,
+        "schedule": _schedule_summary(model.schedule),
+        "prediction": model.prediction, "time_input": model.time_input,
+        "data_range": list(model.data_range),
+        "x0_clip": list(model.clip_x0) if model.clip_x0 else "none",
+        "ddpm_variance": model.variance or "small (posterior)",
+        "conditioning": "none" if n is None else
+        f"class label 0..{n - 1}" + (f" (given: {model.class_label})"
+                                     if model.class_label is not None else " (required)"),
+        "trained_on": meta.get("trained_on", ""),
+        "settings_from": meta.get("settings_from") or [],
+        "assumed": list(meta.get("assumed") or []),
+    }
 
 
 def read_checkpoint(path: Path):
