@@ -421,11 +421,15 @@ def test_flags_string_and_file(tmp_path):
     with torch.no_grad():  # t = 1000/4000: step 999
         assert _rel_err(model(x, torch.tensor([0.25]), class_labels=y),
                         adm_forward(sd, COND, x, torch.tensor([999.0]), y)[:, :3]) < 1e-5
-    # flags left out take guided-diffusion's defaults, and say so
+    # flags left out take guided-diffusion's defaults, and say so; but never the image size
     short = flags.replace("--use_new_attention_order True ", "")
     m = load_model(path, config=short)
     assert any("use_new_attention_order = False (guided-diffusion default" in a
                for a in m.meta["assumed"])
+    with pytest.raises(ValueError, match="image_size not in the weights"):
+        load_model(path, config=flags.replace("--image_size 32 ", ""))
+    with pytest.raises(ValueError, match="super-resolution model"):
+        load_model(path, config=flags + " --large_size 32 --small_size 8")
 
 
 def test_sidecar_beside_checkpoint(tmp_path):

@@ -62,7 +62,8 @@ _BOOL = {"class_cond", "use_checkpoint", "use_scale_shift_norm", "resblock_updow
          "use_new_attention_order", "learn_sigma", "use_kl", "predict_xstart",
          "rescale_timesteps", "rescale_learned_sigmas", "clip_denoised", "dynamic_threshold"}
 _INT = {"image_size", "num_channels", "num_res_blocks", "num_heads", "num_heads_upsample",
-        "num_head_channels", "diffusion_steps", "in_channels", "out_channels"}
+        "num_head_channels", "diffusion_steps", "in_channels", "out_channels", "large_size",
+        "small_size"}
 _FLOAT = {"beta_start", "beta_end", "dropout"}
 _STR = {"noise_schedule", "timestep_respacing", "attention_resolutions", "channel_mult",
         "model_mean_type", "model_var_type"}
@@ -477,7 +478,7 @@ def read_adm_settings(sources=(), **overrides) -> tuple[dict, dict, list]:
                 origin[key] = name
     if flags:
         for key, v in GD_DEFAULTS.items():
-            if key not in settings:
+            if key not in settings and key != "image_size":  # the one the user must say
                 settings[key] = v
                 origin[key] = "guided-diffusion default"
     return settings, origin, notes
@@ -496,6 +497,9 @@ def resolve_adm(inferred: dict, settings: dict, origin: dict, name: str = "ADM c
     """(ADMUNet kwargs, model settings, assumed notes) from what the weights say and what the
     user's settings say; ValueError (one line) naming a missing or contradicting setting."""
     s, assumed = dict(settings), []
+    if "large_size" in s or "small_size" in s:
+        raise ValueError(f"{name}: a guided-diffusion super-resolution model (large_size / "
+                         "small_size) is conditioned on a low-resolution image, not a prior")
     hint = ("; give the model's settings with --model-config FILE (guided-diffusion flags, or "
             "a YAML/JSON such as DPS's model_config.yaml) or a sidecar file beside it")
     missing = []
