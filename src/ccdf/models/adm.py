@@ -456,15 +456,15 @@ def _typed(name: str, v, where: str):
         raise ValueError(f"{where}: {name} = {v!r} is not a valid value") from None
 
 
-def read_adm_settings(sources=(), **overrides) -> tuple[dict, dict, list]:
+def read_adm_settings(sources=(), **overrides) -> tuple[dict, dict]:
     """Merge settings sources in order (later ones win): dicts, flags strings, or files
-    (YAML / JSON / flags text).  Returns (settings, where each came from, notes).
+    (YAML / JSON / flags text).  Returns (settings, where each came from).
 
     Keys are guided-diffusion's flag names; DPS/DDRM spellings (``steps``,
     ``num_diffusion_timesteps``, ``beta_schedule``, ``var_type``) are mapped to them.  When a
     flags string is among the sources, guided-diffusion's defaults (``GD_DEFAULTS``) fill
     what no source gives, as guided-diffusion's scripts do."""
-    settings, origin, notes, flags = {}, {}, [], False
+    settings, origin, flags = {}, {}, False
     for src in list(sources) + ([overrides] if overrides else []):
         d, kind, name = _read_source(src)
         flags |= kind == "flags"
@@ -481,7 +481,7 @@ def read_adm_settings(sources=(), **overrides) -> tuple[dict, dict, list]:
             if key not in settings and key != "image_size":  # the one the user must say
                 settings[key] = v
                 origin[key] = "guided-diffusion default"
-    return settings, origin, notes
+    return settings, origin
 
 
 def _mult_tuple(s: str) -> tuple:
@@ -625,7 +625,7 @@ def load_adm_checkpoint(path, config=(), state_dict: dict | None = None, **setti
     sd = read_state_dict(path) if state_dict is None else state_dict
     inferred = infer_adm(sd)
     sources = list(config) if config else sidecars(path)
-    s, origin, _ = read_adm_settings(sources, **settings)
+    s, origin = read_adm_settings(sources, **settings)
     kwargs, s, assumed = resolve_adm(inferred, s, origin, f"ADM checkpoint {path.name}")
     net = ADMUNet(**kwargs)
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})

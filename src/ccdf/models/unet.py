@@ -1,9 +1,13 @@
-"""diffusers ``UNet2DModel`` wrapped to the denoiser contract, and its folder format.
+"""Networks wrapped to the denoiser contract, their folder format, and ``load_model``.
 
 A saved model is a folder holding ``model.safetensors`` (weights) and ``config.json``:
 ``{"format": "ccdf-model", "unet": <UNet2DModel config>, "schedule": {...},
 "prediction": "eps", "time_input": "t1000", "input_scaling": true, "image_size": 32,
-"channels": 1, "data_range": [-1, 1], "trained_on": "...", "extra": {...}}``.
+"channels": 1, "data_range": [-1, 1], "trained_on": "...", "extra": {...}}``; a port of
+another family's network (``ARCHS``: ADM, NCSN++) has ``"arch": "adm", "net": {...}`` in
+place of ``"unet"`` and keeps its original state-dict keys.  ``load_model`` also reads
+diffusers folders (their scheduler settings: ``diffusers_settings``), guided-diffusion
+``.pt`` (``adm``) and score_sde ``.pth`` (``score_sde``) checkpoints.
 """
 
 from __future__ import annotations
