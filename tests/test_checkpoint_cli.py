@@ -271,3 +271,20 @@ def test_sample_with_checkpoint(families, tmp_path, capsys):
     assert cli.main(["sample", "--model", str(path), *extra, "--n", "2", "--steps", "5",
                      "--out", str(out), "--threads", "1"]) == 0
     assert out.exists()
+
+
+def test_bench_setup_takes_checkpoint_settings(families, tmp_path):
+    """bench and calibrate-t0 load through make_setup with --model-config / --class-label."""
+    from ccdf.bench import make_setup
+
+    path, extra = families["adm_cond"]
+    flags = extra[extra.index("--model-config") + 1]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes(families["_img"].read_bytes())
+    s = make_setup({"task": "sr", "factor": 4}, str(path), str(data), 1, "none", extras=False,
+                   model_config=(flags,), class_label="5")
+    assert s.model.class_label == 5 and s.x.shape == (1, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="class-conditional"):
+        make_setup({"task": "sr", "factor": 4}, str(path), str(data), 1, "none", extras=False,
+                   model_config=(flags,))
