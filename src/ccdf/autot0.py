@@ -37,6 +37,7 @@ import torch
 
 from . import init as _init
 from . import io, metrics
+from .models.denoiser import data_scale, from_model
 from .samplers import solve
 from .schedules import n_prime
 
@@ -83,7 +84,7 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     z = torch.zeros(n, c, h, w, dtype=torch.complex64 if cplx else torch.float32)
     res = solve(model, z, steps=steps, t0=1.0, sampler="ddim", generator=g)
-    x = res.x if cplx else ((res.x + 1) / 2).clamp(0, 1)
+    x = res.x if cplx else from_model(model, res.x).clamp(0, 1)
     x_init = _init.classic(operator, operator.A(x))
     return float((x_init - x).abs().pow(2).mean())
 

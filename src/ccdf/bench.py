@@ -39,6 +39,7 @@ from torch import Tensor
 from . import autot0, classical, datasets, init, io, metrics, theory
 from .consistency import randn_like
 from .models import load_model
+from .models.denoiser import data_scale, to_model
 from .operators import make_operator
 from .reconstruct import reconstruct
 from .schedules import n_prime
@@ -82,16 +83,20 @@ def default_restorer(task: dict) -> Path | None:
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
                n_images: int | None = None, restorer: str = "default",
-               extras: bool = True) -> Setup:
-    """Load the model, the images (a ``datasets.load`` spec; default: the embedded sample),
-    the operator, the measurement and the initial estimates (and, with ``extras``, the SR
-    comparison models and the FD classifier)."""
+               extras: bool = True, model_config=(), class_label: int | None = None) -> Setup:
+    """Load the model (``model_config``: a checkpoint's settings; ``class_label``: the class of
+    a class-conditional model), the images (a ``datasets.load`` spec; default: the embedded
+    sample), the operator, the measurement and the initial estimates (and, with ``extras``,
+    the SR comparison models and the FD classifier)."""
+    from .models.denoiser import check_class_label
     from .models.restorer import load_restorer
 
     kind = task["task"]
     mpath = (ASSET_MODELS / ("default-mri" if kind == "mri" else "default-image")
              if model == "default" else Path(model))
-    m = None if model == "none" else load_model(mpath)
+    m = None if model == "none" else load_model(mpath, config=tuple(model_config))
+    if m is not None:
+        m.class_label = check_class_label(m, class_label, str(mpath))
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
@@ -336,7 +341,7 @@ class Bench:
 
     # ------------------------------------------------------------------ checks
     def theory_check(self, t0: float = 0.2, steps: int = 100) -> dict:
-        """Measured ||x_CCDF - x_full||^2 (per pixel, model space [-1, 1]) against the Theorem 1
+        """Measured ||x_CCDF - x_full||^2 (per pixel, the model's data space) against the Theorem 1
         bound with the measured eps_{N'} = ||x_{N'}^CCDF - x_{N'}^full||^2 (DDPM, projection)."""
         s = self.s
         n_p = n_prime(t0, steps)
@@ -351,10 +356,10 @@ class Bench:
         ccdf = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=t0, steps=steps,
                            generator=self.gen())
         grid = s.model.schedule.grid(steps)
-        x_m = 2 * s.starts["classic"] - 1
+        x_m = to_model(s.model, s.starts["classic"])
         start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
         eps_np = float((start - seen["x"]).abs().pow(2).mean())
-        measured = float((2 * ccdf.x - 2 * full.x).abs().pow(2).mean())
+        measured = float((data_scale(s.model) * (ccdf.x - full.x)).abs().pow(2).mean())
         tau_ = theory.tau(s.op, tuple(s.x.shape[1:]))
         from .samplers.steps import make_sampler
 
@@ -406,7 +411,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
               restorer: str = "default", quick: bool = False, peers: bool = False,
               n_images: int | None = None, seed: int = 0, command: str = "", log=print,
               val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
-              full_steps=(1000, 20), full_images: int | None = None, checks: bool = True) -> dict:
+              full_steps=(1000, 20), full_images: int | None = None, checks: bool = True,
+              model_config=(), class_label: int | None = None) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
 
     ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
@@ -416,7 +422,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     they use; ``checks``: the theory check and the overhead measurement."""
     out = Path(out)
     n = n_images or (4 if quick else None)
-    s = make_setup(task, model, data, n, restorer)
+    s = make_setup(task, model, data, n, restorer, model_config=model_config,
+                   class_label=class_label)
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
         f"{' complex' if s.x.is_complex() else ''}, model {model}")
     for note in s.notes:

@@ -91,24 +91,70 @@ def _add_task_args(p) -> None:
                    "0.04 at x8")
 
 
+def _add_model_args(p, labels_file: bool = False) -> None:
+    """--model-config and --class-label: what a checkpoint's weights do not say."""
+    p.add_argument("--model-config", action="append", default=[], metavar="FILE|FLAGS",
+                   help="settings of a checkpoint that its weights do not hold (repeatable, "
+                   "later ones win): guided-diffusion flags ('--image_size 256 ...' or a file "
+                   "of them) or a YAML/JSON (DPS, DDRM); score_sde's config .py or a JSON of "
+                   "its fields. Default: a sidecar beside the checkpoint (same stem)")
+    p.add_argument("--class-label", default=None,
+                   help="the class of a class-conditional model (ImageNet ADM): N" +
+                   (", or a JSON/CSV file of name -> N per input" if labels_file else ""))
+
+
+def _open_model(a, path, need_label: bool = True):
+    """The model at path with --model-config and --class-label applied."""
+    from .models import load_model
+    from .models.denoiser import check_class_label
+
+    model = load_model(path, config=tuple(a.model_config))
+    if need_label or a.class_label is not None:
+        model.class_label = check_class_label(model, a.class_label, str(path))
+    return model
+
+
+def cmd_inspect(a) -> int:
+    """What ccdf loaded from a model path, and what it assumed (``models.describe``)."""
+    from .models.unet import describe
+
+    d = describe(_open_model(a, a.model, need_label=False))
+    if a.json:
+        print(json.dumps(d))
+        return 0
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        if k == "assumed":
+            continue
+        if isinstance(v, dict):
+            v = ", ".join(f"{kk} {vv}" for kk, vv in v.items())
+        elif isinstance(v, list):
+            v = ", ".join(map(str, v))
+        print(f"{k:<{width}}  {v}")
+    print("assumed:" if d["assumed"] else "assumed: nothing")
+    for s in d["assumed"]:
+        print(f"  - {s}")
+    return 0
+
+
 def cmd_sample(a) -> int:
     """Unconditional samples of a prior as a PNG grid (the model quality report)."""
     import torch
 
     from . import datasets, io
-    from .models import load_model
+    from .models.denoiser import from_model
     from .samplers import solve
 
     torch.set_num_threads(a.threads) if a.threads else None
     path = datasets.ASSETS / "models" / a.model if a.model in ("default-image", "default-mri") \
         else a.model
-    model = load_model(path)
+    model = _open_model(a, path)
     s, c = model.image_size or a.size, model.channels
     g = torch.Generator().manual_seed(a.seed)
     cplx = bool(getattr(model, "complex", False))
     z = torch.zeros(a.n, 1, s, s, dtype=torch.complex64) if cplx else torch.zeros(a.n, c, s, s)
     res = solve(model, z, steps=a.steps, t0=1.0, sampler=a.sampler, generator=g)
-    x = res.x.abs().clamp(0, 1) if cplx else ((res.x + 1) / 2).clamp(0, 1)
+    x = res.x.abs().clamp(0, 1) if cplx else from_model(model, res.x).clamp(0, 1)
     io.write_image(a.out, io.tile(x, a.cols or int(a.n**0.5)))
     print(f"{a.n} samples ({a.sampler}, {res.nfe} NFE) written to {a.out}")
     return 0
@@ -140,7 +186,8 @@ def cmd_bench(a) -> int:
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
                     command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters,
                     grid=a.grid, sweep_steps=a.sweep_steps, full_steps=a.full_steps,
-                    full_images=a.full_images, checks=not a.no_checks)
+                    full_images=a.full_images, checks=not a.no_checks,
+                    model_config=tuple(a.model_config), class_label=a.class_label)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -156,7 +203,8 @@ def cmd_calibrate_t0(a) -> int:
     torch.set_num_threads(a.threads) if a.threads else None
     task = _task(a)
     data = a.input or ("mri:val256-complex" if task["task"] == "mri" else "fashion-mnist:val")
-    s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False)
+    s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False,
+                   model_config=tuple(a.model_config), class_label=a.class_label)
     print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
     for start, x0 in s.starts.items():
         key = s.start_keys[start]
@@ -185,7 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--threads", type=int, default=0)
     sa.add_argument("--out", required=True, help="output PNG")
+    _add_model_args(sa)
     sa.set_defaults(func=cmd_sample)
+
+    ins = sub.add_parser("inspect", help="what a model path holds: family, architecture, "
+                         "parameters, size, schedule, prediction, data range, conditioning, "
+                         "and what was assumed")
+    ins.add_argument("model", help="a ccdf or diffusers folder, an ADM .pt, a score_sde .pth")
+    _add_model_args(ins)
+    ins.add_argument("--json", action="store_true", help="print one JSON object")
+    ins.set_defaults(func=cmd_inspect)
 
     de = sub.add_parser("demo", help="the main job on the embedded models: report.md + figures")
     de.add_argument("--out", default="out/demo")
@@ -225,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--threads", type=int, default=0)
+    _add_model_args(be)
     be.set_defaults(func=cmd_bench)
 
     ca = sub.add_parser("calibrate-t0", help="measure auto t0's constant on validation images "
@@ -242,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "of the best PSNR")
     ca.add_argument("--seed", type=int, default=0)
     ca.add_argument("--threads", type=int, default=0)
+    _add_model_args(ca)
     ca.set_defaults(func=cmd_calibrate_t0)
 
     from .solve_cli import add_solve_parser

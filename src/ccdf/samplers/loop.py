@@ -47,7 +47,8 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
         raise ValueError("the initial estimate x0_hat contains NaN or Inf")
     n_p = _n_prime(t0, steps)
     grid = model.schedule.grid(steps)
-    step = make_sampler(sampler, eta) if isinstance(sampler, str) else sampler
+    step = make_sampler(sampler, eta, getattr(model, "variance", None)) \
+        if isinstance(sampler, str) else sampler
     nfe = 0
     with torch.no_grad():
         x = float(grid.a[n_p]) * x0_hat + float(grid.b[n_p]) * randn_like(x0_hat, generator)

@@ -38,6 +38,8 @@ class SolveConfig:
     overwrite: bool = False            # redo every input (else resume: skip finished ones)
     compile: bool = False              # torch.compile the network
     half: bool = False                 # fp16/bf16 autocast for the network
+    model_config: tuple = ()           # settings of a checkpoint (ADM flags/YAML, score_sde .py)
+    class_label: str | None = None     # class-conditional models: N, or a JSON/CSV name -> N
 
 
 def item_seed(seed: int, name: str) -> int:
@@ -108,12 +110,51 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
-            "slices": cfg.slices or None, "half": bool(cfg.half)}
+            "slices": cfg.slices or None, "half": bool(cfg.half),
+            **({"model_config": [str(c) if str(c).lstrip().startswith("--") else
+                                 str(Path(c).resolve()) for c in cfg.model_config]}
+               if cfg.model_config else {}),
+            **({"class_label": cfg.class_label} if cfg.class_label is not None else {})}
 
 
 # ----------------------------------------------------------------------------- models
-def resolve_model(spec: str, task: str):
-    """(model, name): the embedded prior for the task ('default') or a model path."""
+def read_class_labels(spec: str | None) -> tuple[int | None, dict | None]:
+    """--class-label: (N, None) for one label, (None, {name: N}) for a JSON object or a CSV of
+    ``name,label`` lines (names: input file names, their stems, or slice names
+    ``vol.npy[3]``), (None, None) without."""
+    if spec is None:
+        return None, None
+    s = str(spec).strip()
+    if s.lstrip("-").isdigit():
+        return int(s), None
+    p = Path(s)
+    if not p.is_file():
+        raise ValueError(f"--class-label must be an integer or a labels file (.json / .csv), "
+                         f"got {spec!r}")
+    try:
+        if p.suffix.lower() == ".json":
+            import json
+
+            d = json.loads(p.read_text())
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+        else:
+            d = {}
+            for ln in p.read_text().splitlines():
+                if ln.strip() and not ln.lstrip().startswith("#"):
+                    name, lab = ln.rsplit(",", 1)
+                    if lab.strip().lower() != "label":  # a header line
+                        d[name.strip()] = lab.strip()
+        return None, {str(k): int(v) for k, v in d.items()}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"cannot read the class labels {p}: {e} (JSON {{name: label}} or CSV "
+                         "lines name,label)") from None
+
+
+def resolve_model(spec: str, task: str, config=(), class_label: str | None = None):
+    """(model, name): the embedded prior for the task ('default') or a model path; a
+    class-conditional model gets its --class-label (a labels file: per input, see
+    ``read_class_labels``; the model's own default stays unset)."""
     from ..datasets import ASSETS
     from ..models import load_model
 
@@ -126,7 +167,7 @@ def resolve_model(spec: str, task: str):
     else:
         name, path = spec, Path(spec)
     try:
-        model = load_model(path).eval()
+        model = load_model(path, config=tuple(config)).eval()
     except (ValueError, OSError, RuntimeError):
         raise
     except Exception as e:  # safetensors / diffusers raise their own types
@@ -134,6 +175,15 @@ def resolve_model(spec: str, task: str):
     if (getattr(model, "meta", None) or {}).get("condition"):
         raise ValueError(f"{path} is a conditional (SR3-style) model, not a prior; CCDF needs "
                          "an unconditional prior (SR3 models are compared by `ccdf bench`)")
+    from ..models.denoiser import check_class_label
+
+    fixed, table = read_class_labels(class_label)
+    if table is not None:
+        check_class_label(model, 0, str(path))  # conditional, and labels checked per input
+        for k in table.values():
+            check_class_label(model, k, str(path))
+    else:
+        model.class_label = check_class_label(model, fixed, str(path))
     return model, name
 
 
@@ -199,8 +249,8 @@ class DeviceModel:
             raise AttributeError(name)
         return getattr(self._model, name)
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, t: Tensor, **kw) -> Tensor:
         if self._dtype is None:
-            return self._fn(x, t)
+            return self._fn(x, t, **kw)
         with torch.autocast(self._device, dtype=self._dtype):
-            return self._fn(x, t).float()
+            return self._fn(x, t, **kw).float()

@@ -70,6 +70,7 @@ class Item:
     x0_hat: Tensor | None = None
     t0: float | None = None
     reason: str = "given"
+    class_label: int | None = None  # a class-conditional model's label for this item
     result: object = None
     seconds: float = 0.0
 

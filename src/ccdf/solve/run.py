@@ -45,7 +45,7 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
                             "inputs next time)")
     check_names(inputs, out)
     ranks = Ranks(cfg.device)
-    model, model_name = resolve_model(cfg.model, task["task"])
+    model, model_name = resolve_model(cfg.model, task["task"], cfg.model_config, cfg.class_label)
     model = model.to(ranks.device)
     net = resolve_init(cfg.init, task, model.image_size)
     if net is not None:
@@ -129,6 +129,9 @@ class _Work:
             self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
         self.n_ok = self.n_failed = 0
         self.writer = self.bar = None
+        from .config import read_class_labels
+
+        self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
 
     def prepare(self, path: Path) -> Source:
         """Read an input; give each of its items the initial estimate and t0 (raises)."""
@@ -136,6 +139,15 @@ class _Work:
 
         src = self.reader.read(path)
         for it in src.items:
+            if self.labels is not None:
+                keys = (it.name, src.path.name, src.stem)
+                k = next((self.labels[n] for n in keys if n in self.labels), None)
+                if k is None:
+                    raise io.InputError(f"{it.name}: no class label for it in --class-label "
+                                        f"(looked for {', '.join(dict.fromkeys(keys))})")
+                it.class_label = k
+            elif getattr(self.model, "class_label", None) is not None:
+                it.class_label = int(self.model.class_label)
             if self.net is not None and not hasattr(self.net, "restore"):
                 fits = self.net.fits(it.op)
                 if fits is not True:
