@@ -61,12 +61,16 @@ def _asset(name: str) -> Path | None:
 
 
 def default_restorer(task: dict) -> Path | None:
-    """The embedded restorer for the embedded tasks (SR x4 average pooling, MRI x4 uniform 1D)."""
+    """The embedded restorer for the embedded tasks (SR x4 average pooling, MRI x4 uniform 1D,
+    Gaussian deblurring with sigma 2)."""
     if task["task"] == "sr" and task.get("factor") == 4 and task.get("kernel", "avg") == "avg":
         return _asset("restorer-sr4")
     if task["task"] == "mri" and task.get("pattern") == "uniform1d" and task.get("accel") == 4 \
             and task.get("acs") is None:
         return _asset("restorer-mri4")
+    if task["task"] == "deblur" and task.get("kernel") == "gaussian" and \
+            task.get("kernel_sigma") == 2.0 and task.get("kernel_size") is None:
+        return _asset("restorer-deblur")
     return None
 
 

@@ -46,25 +46,32 @@ def _task(a) -> dict:
     """--task and its parameters as the task dict of ``operators.make_operator`` (the pattern's
     seed only for MRI); raises CLIError without --task."""
     if a.task is None:
-        raise CLIError("--task is required (sr, inpaint or mri)")
+        raise CLIError("--task is required (sr, inpaint, mri or deblur)")
     task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
+    if a.task not in ("mri", "deblur"):
         task.pop("seed", None)
     return task
 
 
 def _task_params(a) -> dict:
     if a.task == "sr":
-        return {"factor": a.factor, "kernel": a.kernel}
+        return {"factor": a.factor, "kernel": a.kernel or "avg"}
     if a.task == "inpaint":
         return {"mask": a.mask}
+    if a.task == "deblur":
+        return {"kernel": a.kernel or "gaussian", "kernel_sigma": a.kernel_sigma,
+                "kernel_size": a.kernel_size, "seed": getattr(a, "seed", 0)}
     return {"pattern": a.pattern, "accel": a.accel, "acs": a.acs, "seed": getattr(a, "seed", 0)}
 
 
 def _add_task_args(p) -> None:
-    p.add_argument("--task", choices=["sr", "inpaint", "mri"])
+    p.add_argument("--task", choices=["sr", "inpaint", "mri", "deblur"])
     p.add_argument("--factor", type=int, default=4, help="SR factor (2, 4, 8, 16)")
-    p.add_argument("--kernel", choices=["avg", "bicubic"], default="avg")
+    p.add_argument("--kernel", default=None, help="sr: avg (default) | bicubic; deblur: "
+                   "gaussian (default) | uniform | motion | PATH (.npy or image)")
+    p.add_argument("--kernel-sigma", type=float, default=2.0, help="deblur: Gaussian std (px)")
+    p.add_argument("--kernel-size", type=int, default=None, help="deblur: kernel side (px; "
+                   "default gaussian 2 ceil(3 sigma) + 1, uniform 5, motion 9)")
     p.add_argument("--mask", default="box", help="box | random:FRACTION | PATH (inpainting)")
     p.add_argument("--pattern", choices=["uniform1d", "gaussian1d", "vd2d"], default="uniform1d")
     p.add_argument("--accel", type=float, default=4)

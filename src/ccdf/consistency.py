@@ -11,8 +11,16 @@ seen through A), so the iterate stays on the noisy manifold; at the last step (b
   sigma_y > 0 the replacement is softened to gamma = b^2 / (b^2 + a^2 sigma_y^2): the
   measurement is trusted as much as its noise allows against the current diffusion noise.
 * ``GradientStep``: x <- x + lam A^T (y_t - A x), non-expansive for 0 <= lam <= 2 / ||A||^2.
+* ``Prox``: x <- argmin_x ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2 with s = a sigma_y / b,
+  for operators whose pseudo-inverse is ill-conditioned (deblurring).  In the SVD basis it
+  keeps a fraction b^2 s_k^2 / (b^2 s_k^2 + a^2 sigma_y^2) of the measured coefficient k: the
+  soft replacement of ``Projection`` with the noise of each coefficient, sigma_y / s_k, in
+  place of sigma_y, so noise is never amplified by 1 / s_k.
 
-Both are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1.
+All are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1;
+the prox is moreover firmly non-expansive (its linear part (A^T A / s^2 + I)^{-1} is symmetric
+with eigenvalues in (0, 1]).  Measurement noise: ``Projection`` softens its replacement and
+``Prox`` weighs each coefficient by its own noise; ``GradientStep`` ignores sigma_y.
 """
 
 from __future__ import annotations
@@ -81,4 +89,36 @@ class GradientStep(_Consistency):
         return x + self.lam * self.operator.A_adjoint(r)
 
 
-CONSISTENCY = {"projection": Projection, "gradient": GradientStep}
+class Prox(_Consistency):
+    """x <- argmin_x ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2 = ``A.prox_l2(x', y_t, s^2)``.
+
+    s = a sigma / b, the measurement noise a sigma_y of y_t against the current diffusion noise
+    b (in x_0 units: sigma_y against b / a, as DiffPIR's rho_t = sigma_n^2 / sigma_bar_t^2);
+    sigma = max(sigma_y, sigma_floor), the floor (default 2 / (255 sqrt(12)) in the model's
+    [-1, 1] range: the rounding noise of 8-bit images) keeping noiseless data off an
+    unregularised inverse.  At b = 0 (the last step) the data term has no weight: x = x'.
+    Closed form for operators that have one (``Blur``: the Fourier domain), conjugate
+    gradients otherwise (``LinearOperator.prox_l2``).
+    """
+
+    def __init__(self, operator, y, sigma_y: float = 0.0, noisy: bool = True,
+                 sigma_floor: float = 2.0 / (255.0 * math.sqrt(12.0))):
+        super().__init__(operator, y, sigma_y, noisy)
+        if not math.isfinite(sigma_floor) or sigma_floor < 0:
+            raise ValueError(f"sigma_floor must be a finite number >= 0, got {sigma_floor}")
+        self.sigma = max(self.sigma_y, float(sigma_floor))
+
+    def s2(self, a: float, b: float) -> float:
+        """s^2 = (a sigma / b)^2; inf at b = 0 (no data step) unless sigma = 0."""
+        if b <= 0:
+            return 0.0 if self.sigma == 0 else math.inf
+        return (a * self.sigma / b) ** 2
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        s2 = self.s2(a, b)
+        if s2 == math.inf:
+            return x
+        return self.operator.prox_l2(x, self.y_t(x, a, b, generator), s2)
+
+
+CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "prox": Prox}

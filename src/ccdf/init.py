@@ -3,7 +3,9 @@
 All work on images in [0, 1], (B, C, H, W); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^T y (real part for real images).
+* MRI: the zero-filled reconstruction A^T y (real part for real images);
+* an operator with its own ``classic_start(y, sigma_y)`` (deblurring: the Wiener filter at the
+  measurement's noise level) uses it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from torch import Tensor
 from .operators import MRI, Inpainting, SuperResolution, upsample_bicubic
 
 
-def classic(operator, y: Tensor) -> Tensor:
-    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1])."""
+def classic(operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1]; sigma_y
+    on that scale, used by starts that depend on the noise)."""
+    own = getattr(operator, "classic_start", None)
+    if callable(own):
+        return own(y, sigma_y)
     if isinstance(operator, SuperResolution):
         return upsample_bicubic(y, operator.factor).clamp(0, 1)
     if isinstance(operator, Inpainting):
@@ -28,9 +34,9 @@ def classic(operator, y: Tensor) -> Tensor:
     return operator.A_pinv(y)
 
 
-def feed_forward(net, operator, y: Tensor) -> Tensor:
+def feed_forward(net, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
     """A trained restoration network applied to the classic estimate (the talk's
     "feed-forward network correction"): net maps classic(y) (B, C, H, W) -> x0_hat."""
-    x = classic(operator, y)
+    x = classic(operator, y, sigma_y)
     with torch.no_grad():
         return net(x).clamp(0, 1)

@@ -41,12 +41,15 @@ def check_model_input(model, x: Tensor) -> None:
 
 def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, steps: int = 100,
                 sampler: str = "ddpm", samples: int = 1, sigma_y: float = 0.0,
-                consistency: str = "projection", eta: float = 0.0, corrector=None,
+                consistency: str | None = None, eta: float = 0.0, corrector=None,
                 generator: torch.Generator | None = None, callback=None) -> Reconstruction:
     """CCDF for measurements y of images in [0, 1], starting from x0_hat (B, C, H, W).
 
     ``samples`` = K posterior samples per image, run together as one batch of B K.
+    ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
+    (``operator.consistency``: "projection", or "prox" for deblurring).
     """
+    consistency = consistency or getattr(operator, "consistency", "projection")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if consistency not in CONSISTENCY:

@@ -22,7 +22,7 @@ def run(a) -> int:
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
+        samples=a.samples, sigma_y=a.sigma_y, consistency=a.consistency, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
@@ -45,6 +45,12 @@ def run(a) -> int:
                  f"SSIM {s['ssim_mean']:.3f}{ref}")
     print(f"{head} -> {res.out}")
     return code
+
+
+def add_consistency_arg(p) -> None:
+    p.add_argument("--consistency", choices=["projection", "gradient", "prox"], default=None,
+                   help="data-consistency step after each reverse step (default: the task's: "
+                   "prox for deblur, projection otherwise)")
 
 
 def add_solve_parser(sub) -> None:
@@ -70,6 +76,7 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--sigma-y", type=float, default=0.0,
                    help="measurement noise std (added to simulated measurements; passed to "
                    "the solver)")
+    add_consistency_arg(s)
     s.add_argument("--model", default="default",
                    help="default (default-mri for mri, default-image otherwise) or a model PATH")
     s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer")

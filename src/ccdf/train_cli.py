@@ -43,7 +43,7 @@ def cmd_train_restorer(a) -> int:
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
     out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
-                         progress=not a.no_progress)
+                         progress=not a.no_progress, sigma_y=a.sigma_y)
     print(f"restoration network written to {out}")
     return 0
 
@@ -127,6 +127,8 @@ def add_train_parsers(sub) -> None:
     r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
     r.add_argument("--channels", type=int, default=1)
     r.add_argument("--layers", type=int, default=1)
+    r.add_argument("--sigma-y", type=float, default=0.0,
+                   help="measurement noise std ([0, 1] scale) added to the training measurements")
     _common(r, 5e-4, 3000, 0.995)
     _add_task_args(r)
     r.set_defaults(func=cmd_train_restorer)
