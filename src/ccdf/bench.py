@@ -50,6 +50,7 @@ class Setup:
     x: Tensor
     y: Tensor
     starts: dict                      # "classic" / "net" -> x0_hat (N, C, H, W)
+    sigma_y: float = 0.0              # measurement noise std ([0, 1] scale) added to y
     restorer_meta: dict = field(default_factory=dict)
     start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
@@ -76,10 +77,11 @@ def default_restorer(task: dict) -> Path | None:
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
                n_images: int | None = None, restorer: str = "default",
-               extras: bool = True) -> Setup:
+               extras: bool = True, sigma_y: float = 0.0, seed: int = 0) -> Setup:
     """Load the model, the images (a ``datasets.load`` spec; default: the embedded sample),
-    the operator, the measurement and the initial estimates (and, with ``extras``, the SR
-    comparison models and the FD classifier)."""
+    the operator, the measurement (with white noise of std ``sigma_y`` drawn from ``seed``)
+    and the initial estimates (and, with ``extras``, the SR comparison models and the FD
+    classifier)."""
     from .models.restorer import load_restorer
 
     kind = task["task"]
@@ -92,13 +94,18 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     x = x[:n_images] if n_images else x
     op = make_operator(kind, x.shape[1:], **{k: v for k, v in task.items() if k != "task"})
     y = op.A(x)
-    s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
-              starts={"classic": init.classic(op, y)})
+    if sigma_y > 0:
+        noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed),
+                            dtype=y.real.dtype)
+        y = y + sigma_y * (op.A(noise) if y.is_complex() else noise)
+    s = Setup(name=_task_name(task) + (f", sigma_y={sigma_y:g}" if sigma_y else ""), task=task,
+              model=m, op=op, x=x, y=y, starts={"classic": init.classic(op, y, sigma_y)},
+              sigma_y=float(sigma_y))
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
     if rpath is not None:
         net = load_restorer(rpath)
-        s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
+        s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y, sigma_y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
         for key, name in (("sr3", "sr3-sr4"), ("esrgan", "esrgan-sr4")):
@@ -119,8 +126,8 @@ def _task_name(task: dict) -> str:
 class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
-    def __init__(self, setup: Setup, seed: int = 0, log=print):
-        self.s, self.seed, self.log = setup, seed, log
+    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None):
+        self.s, self.seed, self.log, self.consistency = setup, seed, log, consistency
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
@@ -150,11 +157,15 @@ class Bench:
         x0 = self.s.starts[start]
         tic = time.perf_counter()
         r = reconstruct(self.s.model, self.s.op, self.s.y, x0, t0=t0, steps=steps,
-                        generator=self.gen(), **kw)
+                        generator=self.gen(), **self._solver(), **kw)
         if r.std is not None:
             self.stds[method] = r.std
         return self.add(method, r.x, r.nfe, time.perf_counter() - tic, start=start, t0=t0,
                         steps=steps)
+
+    def _solver(self) -> dict:
+        """The noise level and consistency step every CCDF run of this bench uses."""
+        return {"sigma_y": self.s.sigma_y, "consistency": self.consistency}
 
     # ------------------------------------------------------------------ groups of rows
     def initial(self) -> None:
@@ -191,7 +202,7 @@ class Bench:
             meta = self.s.restorer_meta if start == "net" else None
             cal = autot0.find_calibration(self.s.model, self.s.task, self.s.start_keys[start])
             t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, steps,
-                                       init_meta=meta, cache=cache, calibration=cal)
+                                       sigma_y=self.s.sigma_y, init_meta=meta, cache=cache, calibration=cal)
             self.log(f"  auto t0 ({start} start): {why}")
             row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
             reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
@@ -225,7 +236,7 @@ class Bench:
                 tic = time.perf_counter()
                 try:
                     xh, nfe = peers.run_peer(name, self.s.model, self.s.op, self.s.y, steps=n,
-                                             generator=self.gen())
+                                             generator=self.gen(), sigma_y=self.s.sigma_y)
                 except ValueError as e:  # the peer does not support this operator/schedule
                     self.log(f"  {labels[name]}: skipped ({e})")
                     break
@@ -266,9 +277,9 @@ class Bench:
                 seen["x"] = info["x"].clone()
 
         full = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=1.0, steps=steps,
-                           generator=self.gen(), callback=at_nprime)
+                           generator=self.gen(), callback=at_nprime, **self._solver())
         ccdf = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=t0, steps=steps,
-                           generator=self.gen())
+                           generator=self.gen(), **self._solver())
         grid = s.model.schedule.grid(steps)
         x_m = 2 * s.starts["classic"] - 1
         start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
@@ -304,7 +315,8 @@ class Bench:
                     s.model(xm, t)
                 fwd.append(time.perf_counter() - tic)
                 tic = time.perf_counter()
-                reconstruct(s.model, s.op, y, x0, t0=t0, steps=steps, generator=self.gen())
+                reconstruct(s.model, s.op, y, x0, t0=t0, steps=steps, generator=self.gen(),
+                            **self._solver())
                 run.append(time.perf_counter() - tic)
         f, r = statistics.median(fwd), statistics.median(run)
         out = {"batch": batch, "n_prime": n_p, "network_seconds": f, "ccdf_seconds": r,
@@ -323,13 +335,18 @@ def machine() -> dict:
 
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
-              n_images: int | None = None, seed: int = 0, command: str = "", log=print) -> dict:
-    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``."""
+              n_images: int | None = None, seed: int = 0, command: str = "", log=print,
+              sigma_y: float = 0.0, consistency: str | None = None) -> dict:
+    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
+
+    ``sigma_y``: measurement noise added to y and given to every method; ``consistency``:
+    CCDF's step (None: the operator's default, prox for deblurring)."""
     out = Path(out)
     n = n_images or (4 if quick else None)
-    s = make_setup(task, model, data, n, restorer)
-    log(f"bench {s.name}: {len(s.x)} images, model {model}")
-    b = Bench(s, seed, log)
+    s = make_setup(task, model, data, n, restorer, sigma_y=sigma_y, seed=seed)
+    consistency = consistency or getattr(s.op, "consistency", "projection")
+    log(f"bench {s.name}: {len(s.x)} images, model {model}, consistency {consistency}")
+    b = Bench(s, seed, log, consistency)
     b.initial()
     b.full_runs()
     curves = b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
@@ -344,7 +361,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     oh = b.overhead(reps=1 if quick else 3)
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "theory": th, "overhead": oh, "machine": machine(), "command": command,
-           "n_images": len(s.x), "quick": quick}
+           "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
+           "consistency": consistency}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

@@ -124,7 +124,8 @@ def cmd_bench(a) -> int:
     task = _task(a)
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
-                    command="ccdf " + " ".join(a.argv))
+                    command="ccdf " + " ".join(a.argv), sigma_y=a.sigma_y,
+                    consistency=a.consistency)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -140,13 +141,14 @@ def cmd_calibrate_t0(a) -> int:
     torch.set_num_threads(a.threads) if a.threads else None
     task = _task(a)
     data = a.input or ("mni152:val" if task["task"] == "mri" else "fashion-mnist:val")
-    s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False)
+    s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False,
+                   sigma_y=a.sigma_y, seed=a.seed)
     print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
     for start, x0 in s.starts.items():
         key = s.start_keys[start]
         print(f"{key} start:")
         entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
-                                 log=print)
+                                 log=print, y=s.y, sigma_y=s.sigma_y)
         entry.update(data=data, command="ccdf " + " ".join(a.argv))
         f = autot0.save_calibration(s.model, task, key, entry)
         print(f"  -> t0* = {entry['t0_best']:g} (PSNR {entry['psnr_best']:.2f}), eps0 = "
@@ -155,6 +157,8 @@ def cmd_calibrate_t0(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .solve_cli import add_consistency_arg
+
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -188,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
+    be.add_argument("--sigma-y", type=float, default=0.0,
+                    help="measurement noise std ([0, 1] scale), added to y and given to all")
+    add_consistency_arg(be)
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--threads", type=int, default=0)
     be.set_defaults(func=cmd_bench)
@@ -200,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "fashion-mnist:val or mni152:val, never the evaluation sample")
     ca.add_argument("--restorer", default="default", help="default | none | PATH")
     ca.add_argument("--n-images", type=int, default=16)
+    ca.add_argument("--sigma-y", type=float, default=0.0,
+                    help="measurement noise std ([0, 1] scale) of the calibration")
     ca.add_argument("--steps", type=int, default=100, help="N of the sweep")
     ca.add_argument("--tol", type=float, default=0.1, help="t0* = smallest t0 within TOL dB "
                     "of the best PSNR")
