@@ -3,7 +3,8 @@
     python scripts/snapshot_model.py training/default-image default-image --samples 36 --steps 50
 
 Writes src/ccdf/assets/models/NAME/{model.safetensors, config.json, train_log.jsonl,
-REPORT.md} and a figure, according to the kind of model:
+REPORT.md} and a figure (``--no-log``: without train_log.jsonl, which stays in the run
+folder), according to the kind of model:
   prior (ccdf-model)          unconditional DDIM samples (samples.png);
   SR3 (ccdf-model + condition) PSNR/SSIM on the evaluation sample and a grid (LR, SR3, truth);
   restorer (ccdf-restorer)     PSNR of the classic start and of the net on the held-out data
@@ -28,14 +29,16 @@ p.add_argument("name")
 p.add_argument("--samples", type=int, default=36)
 p.add_argument("--steps", type=int, default=50)
 p.add_argument("--threads", type=int, default=1)
+p.add_argument("--no-log", action="store_true", help="leave train_log.jsonl in the run folder")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 run, dst = Path(a.run), datasets.ASSETS / "models" / a.name
 dst.mkdir(parents=True, exist_ok=True)
-for f in ("model.safetensors", "config.json", "train_log.jsonl"):
+for f in ("model.safetensors", "config.json") + (() if a.no_log else ("train_log.jsonl",)):
     shutil.copy(run / f, dst / f)
 cfg = json.loads((dst / "config.json").read_text())
-log = [json.loads(ln) for ln in (dst / "train_log.jsonl").read_text().splitlines() if ln.strip()]
+log = [json.loads(ln) for ln in (run / "train_log.jsonl").read_text().splitlines() if ln.strip()]
+where = f"`{run}/train_log.jsonl`" if a.no_log else "`train_log.jsonl`"
 last, tail = log[-1], log[-200:]
 command = cfg.get("extra", {}).get("command") or cfg.get("train_config", {}).get("extra", {}).get(
     "command", "?")
@@ -45,7 +48,7 @@ Trained on: {cfg.get('trained_on')}
 Training command: `{command}`  
 Snapshot at step {last['step']} ({last['time'] / 3600:.2f} h of training on a shared 2-core
 CPU), mean loss over the last {len(tail)} steps {sum(r['loss'] for r in tail) / len(tail):.4f};
-the loss of every step is in `train_log.jsonl`.
+the loss of every step is in {where}.
 """
 
 
@@ -60,17 +63,20 @@ def sample_of(task):
 if cfg["format"] == "ccdf-classifier":
     body = f"\nTest accuracy on the 10,000 Fashion-MNIST test images: {cfg['test_accuracy']:.4f}.\n"
 elif cfg["format"] == "ccdf-restorer":
-    from ccdf.models.restorer import evaluate_restorer, load_restorer
+    from ccdf.models.restorer import evaluate_restorer, load_restorer, simulate
 
     net = load_restorer(dst)
     x = sample_of(net.task)
     ev = evaluate_restorer(net, x)
     held = cfg.get("heldout", {})
     op = net.operator(x.shape[1:])
-    y = op.A(x)
-    grid([x, init.classic(op, y), init.feed_forward(net, op, y)], dst / "examples.png")
+    sigma_y = float(net.meta.get("sigma_y", 0.0))
+    y = simulate(op, x, sigma_y, torch.Generator().manual_seed(0))
+    grid([x, init.classic(op, y, sigma_y), init.feed_forward(net, op, y, sigma_y)],
+         dst / "examples.png")
     body = f"""
-Restoration network for `{net.task}` ({cfg.get('extra', {}).get('kind', 'L1')}).
+Restoration network for `{net.task}` ({cfg.get('extra', {}).get('kind', 'L1')}), measurement
+noise sigma_y = {sigma_y:g}.
 
 | images | PSNR classic start | PSNR net | MSE net |
 |---|---:|---:|---:|

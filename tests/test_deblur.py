@@ -145,8 +145,8 @@ def test_wiener_improves_on_the_blurred_image():
 
 # ------------------------------------------------------------------ peers and the CLI
 def test_peer_defaults_for_deblurring(monkeypatch):
-    """run_peer takes the operator's published settings (DPS zeta 0.3, DiffPIR lam 1, zeta
-    0.1) unless the caller gives others."""
+    """run_peer takes the operator's settings (DPS zeta 0.3; DiffPIR its own defaults) unless
+    the caller gives others."""
     seen = {}
 
     def fake(model, operator, y, *, steps, generator, sigma_y, **options):
@@ -160,7 +160,7 @@ def test_peer_defaults_for_deblurring(monkeypatch):
     model = GaussianDenoiser(torch.zeros(64, dtype=torch.float64),
                              torch.eye(64, dtype=torch.float64), VPSchedule(), shape=(1, 8, 8))
     y = op.A(torch.rand(1, 1, 8, 8, dtype=torch.float64))
-    for name, want in (("dps", {"zeta": 0.3}), ("diffpir", {"lam": 1.0, "zeta": 0.1})):
+    for name, want in (("dps", {"zeta": 0.3}), ("diffpir", {})):
         monkeypatch.setitem(peers.PEERS, name, peers.PEERS[name]._replace(run=fake))
         seen.clear()
         peers.run_peer(name, model, op, y, steps=2)

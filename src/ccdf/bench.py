@@ -157,7 +157,7 @@ class Bench:
         x0 = self.s.starts[start]
         tic = time.perf_counter()
         r = reconstruct(self.s.model, self.s.op, self.s.y, x0, t0=t0, steps=steps,
-                        generator=self.gen(), **self._solver(), **kw)
+                        generator=self.gen(), **{**self._solver(), **kw})
         if r.std is not None:
             self.stds[method] = r.std
         return self.add(method, r.x, r.nfe, time.perf_counter() - tic, start=start, t0=t0,

@@ -37,8 +37,9 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
   ``eps_hat = (x_i - a_i x0_hat) / b_i``, from ``x_N = b_N z``; a step rule of
   ``samplers.solve`` (``DiffPIRStep``).  ``sigma_n`` is measured on the [0, 1] image scale
   (``sigma_y / 2`` in model space) and floored at 1e-3 for noiseless data, as in the reference
-  code, so published ``lam`` keep their meaning.  Defaults ``lam = 7``, ``zeta = 0.3``;
-  deblurring: ``lam = 1``, ``zeta = 0.1`` (the reference code's deblurring setting).  The
+  code, so published ``lam`` keep their meaning.  Defaults ``lam = 7``, ``zeta = 0.3``, for
+  deblurring too (see ``operators.Blur.peer_defaults``: the reference code's deblurring
+  config, lam = 1, zeta = 0.1, diverges on the model's uniform grid).  The
   data step is closed form in the SVD basis (``data_prox``), conjugate gradients otherwise.
 
 Where the reference code departs from the papers, the papers are followed: DDRM's code takes
