@@ -149,4 +149,4 @@ def test_calibrate_t0_needs_a_task(capsys):
     from ccdf import cli
 
     assert cli.main(["calibrate-t0"]) == 2
-    assert capsys.readouterr().err.strip() == "ccdf calibrate-t0: error: --task is required (sr, inpaint or mri)"
+    assert capsys.readouterr().err.strip() == "ccdf calibrate-t0: error: --task is required (sr, inpaint, mri or deblur)"

@@ -134,6 +134,16 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
                 out.append((f"CCDF ({start} start, 20 NFE) > full run N=20 in PSNR and SSIM", ok,
                             f"{r['psnr']:.2f}/{r['ssim']:.3f} vs {full20['psnr']:.2f}/"
                             f"{full20['ssim']:.3f}"))
+    classic = by.get("initial estimate (classic)")
+    c20 = best(ccdf20)
+    if res["task"]["task"] == "deblur" and c20:
+        if classic:
+            out.append(("CCDF (<= 20 NFE) >= the Wiener start + 1 dB", c20["psnr"] >=
+                        classic["psnr"] + 1, f"{c20['psnr']:.2f} ({c20['method']}) vs "
+                        f"{classic['psnr']:.2f}"))
+        if full20:
+            out.append(("CCDF (<= 20 NFE) >= full run N=20", c20["psnr"] >= full20["psnr"],
+                        f"{c20['psnr']:.2f} vs {full20['psnr']:.2f}"))
     for name, pts in res.get("curves", {}).items():
         out += _interior(name, pts, 1, "PSNR", max)
         if all(p[3] is not None for p in pts):
@@ -182,7 +192,9 @@ def results_md(res: dict, labels: list[str]) -> str:
              f"Command: `{res['command']}`", "",
              f"{res['n_images']} images; machine: {res['machine']['platform']}, "
              f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
-             f"thread(s), torch {res['machine']['torch']}.", "",
+             f"thread(s), torch {res['machine']['torch']}. Measurement noise sigma_y = "
+             f"{res.get('sigma_y', 0):g}; CCDF consistency step: "
+             f"{res.get('consistency') or 'projection'}.", "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

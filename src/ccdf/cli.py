@@ -53,18 +53,21 @@ def _task(a) -> dict:
     """--task and its parameters as the task dict of ``operators.make_operator`` (the pattern's
     seed only for MRI); raises CLIError without --task."""
     if a.task is None:
-        raise CLIError("--task is required (sr, inpaint or mri)")
+        raise CLIError("--task is required (sr, inpaint, mri or deblur)")
     task = {"task": a.task, **_task_params(a)}
-    if a.task != "mri":
+    if a.task not in ("mri", "deblur"):
         task.pop("seed", None)
     return task
 
 
 def _task_params(a) -> dict:
     if a.task == "sr":
-        return {"factor": a.factor, "kernel": a.kernel}
+        return {"factor": a.factor, "kernel": a.kernel or "avg"}
     if a.task == "inpaint":
         return {"mask": a.mask}
+    if a.task == "deblur":
+        return {"kernel": a.kernel or "gaussian", "kernel_sigma": a.kernel_sigma,
+                "kernel_size": a.kernel_size, "seed": getattr(a, "seed", 0)}
     return {"pattern": a.pattern, "accel": a.accel, "acs": a.acs, "seed": getattr(a, "seed", 0)}
 
 
@@ -78,9 +81,13 @@ def _acs(s: str):
 
 
 def _add_task_args(p) -> None:
-    p.add_argument("--task", choices=["sr", "inpaint", "mri"])
+    p.add_argument("--task", choices=["sr", "inpaint", "mri", "deblur"])
     p.add_argument("--factor", type=int, default=4, help="SR factor (2, 4, 8, 16)")
-    p.add_argument("--kernel", choices=["avg", "bicubic"], default="avg")
+    p.add_argument("--kernel", default=None, help="sr: avg (default) | bicubic; deblur: "
+                   "gaussian (default) | uniform | motion | PATH (.npy or image)")
+    p.add_argument("--kernel-sigma", type=float, default=2.0, help="deblur: Gaussian std (px)")
+    p.add_argument("--kernel-size", type=int, default=None, help="deblur: kernel side (px; "
+                   "default gaussian 2 ceil(3 sigma) + 1, uniform 5, motion 9)")
     p.add_argument("--mask", default="box", help="box | random:FRACTION | PATH (inpainting)")
     p.add_argument("--pattern", choices=["uniform1d", "random1d", "gaussian1d", "vd2d"],
                    default="uniform1d", help="MRI mask: fastMRI's equispaced (uniform1d) and "
@@ -187,7 +194,8 @@ def cmd_bench(a) -> int:
                     command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters,
                     grid=a.grid, sweep_steps=a.sweep_steps, full_steps=a.full_steps,
                     full_images=a.full_images, checks=not a.no_checks,
-                    model_config=tuple(a.model_config), class_label=a.class_label)
+                    model_config=tuple(a.model_config), class_label=a.class_label,
+                    sigma_y=a.sigma_y, consistency=a.consistency)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -204,13 +212,15 @@ def cmd_calibrate_t0(a) -> int:
     task = _task(a)
     data = a.input or ("mri:val256-complex" if task["task"] == "mri" else "fashion-mnist:val")
     s = make_setup(task, a.model, data, a.n_images, a.restorer, extras=False,
-                   model_config=tuple(a.model_config), class_label=a.class_label)
+                   model_config=tuple(a.model_config), class_label=a.class_label,
+                   sigma_y=a.sigma_y, seed=a.seed)
     print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
     for start, x0 in s.starts.items():
         key = s.start_keys[start]
         print(f"{key} start:")
         entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
-                                 log=print, **({"grid": a.grid} if a.grid else {}))
+                                 log=print, y=s.y, sigma_y=s.sigma_y,
+                                 **({"grid": a.grid} if a.grid else {}))
         entry.update(data=data, command="ccdf " + " ".join(a.argv))
         f = autot0.save_calibration(s.model, task, key, entry)
         print(f"  -> t0* = {entry['t0_best']:g} (PSNR {entry['psnr_best']:.2f}), eps0 = "
@@ -219,6 +229,8 @@ def cmd_calibrate_t0(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .solve_cli import add_consistency_arg
+
     p = argparse.ArgumentParser(prog="ccdf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -280,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
+    be.add_argument("--sigma-y", type=float, default=0.0,
+                    help="measurement noise std ([0, 1] scale), added to y and given to all")
+    add_consistency_arg(be)
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--threads", type=int, default=0)
     _add_model_args(be)
@@ -295,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--n-images", type=int, default=16)
     ca.add_argument("--grid", type=_float_list, default=None,
                     help="t0 values of the sweep (default 0.02,0.03,0.05,0.1,0.2,0.3,0.5,0.75,1)")
+    ca.add_argument("--sigma-y", type=float, default=0.0,
+                    help="measurement noise std ([0, 1] scale) of the calibration")
     ca.add_argument("--steps", type=int, default=100, help="N of the sweep")
     ca.add_argument("--tol", type=float, default=0.1, help="t0* = smallest t0 within TOL dB "
                     "of the best PSNR")

@@ -5,7 +5,9 @@ clipped above); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
 * MRI: the zero-filled reconstruction A^+ y (minimum-norm least squares: F^H M y for complex
-  images; for real images the Hermitian-symmetric average, see ``operators.mri``).
+  images; for real images the Hermitian-symmetric average, see ``operators.mri``);
+* an operator with its own ``classic_start(y, sigma_y)`` (deblurring: the Wiener filter at the
+  measurement's noise level) uses it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from torch import Tensor
 from .operators import MRI, Inpainting, SuperResolution, upsample_bicubic
 
 
-def classic(operator, y: Tensor) -> Tensor:
-    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1])."""
+def classic(operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1]; sigma_y
+    on that scale, used by starts that depend on the noise)."""
+    own = getattr(operator, "classic_start", None)
+    if callable(own):
+        return own(y, sigma_y)
     if isinstance(operator, SuperResolution):
         return operator.clamp(upsample_bicubic(y, operator.factor))
     if isinstance(operator, Inpainting):
@@ -29,12 +35,12 @@ def classic(operator, y: Tensor) -> Tensor:
     return operator.A_pinv(y)
 
 
-def feed_forward(net, operator, y: Tensor) -> Tensor:
+def feed_forward(net, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
     """A trained restoration network applied to the classic estimate (the feed-forward
     correction of Chung, Sim & Ye, Sec. 3): net maps classic(y) (B, C, H, W) -> x0_hat.
     A network with ``restore(operator, y)`` (the unrolled MRI start) is given the operator."""
     if hasattr(net, "restore"):
         return net.restore(operator, y)
-    x = classic(operator, y)
+    x = classic(operator, y, sigma_y)
     with torch.no_grad():
         return operator.clamp(net(x))

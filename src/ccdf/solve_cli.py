@@ -22,7 +22,7 @@ def run(a) -> int:
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
+        samples=a.samples, sigma_y=a.sigma_y, consistency=a.consistency, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
         class_label=a.class_label)
@@ -48,6 +48,12 @@ def run(a) -> int:
     return code
 
 
+def add_consistency_arg(p) -> None:
+    p.add_argument("--consistency", choices=["projection", "gradient", "prox"], default=None,
+                   help="data-consistency step after each reverse step (default: the task's: "
+                   "prox for deblur, projection otherwise)")
+
+
 def add_solve_parser(sub) -> None:
     from .cli import _add_task_args
 
@@ -71,6 +77,7 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--sigma-y", type=float, default=0.0,
                    help="measurement noise std (added to simulated measurements; passed to "
                    "the solver)")
+    add_consistency_arg(s)
     s.add_argument("--model", default="default",
                    help="default (default-mri for mri, default-image otherwise) or a model PATH")
     from .cli import _add_model_args

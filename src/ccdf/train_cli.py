@@ -59,6 +59,8 @@ def cmd_train_restorer(a) -> int:
 
         if task["task"] != "mri":
             raise CLIError("--any-mask trains the unrolled MRI start: --task mri")
+        if a.sigma_y:
+            raise CLIError("--sigma-y is not supported with --any-mask")
         cfg.channels = 2
         sizes = tuple(int(v) for v in a.sizes.split(","))
         out = train_mri_restorer(cfg, PatchSampler(datasets.native_set(a.data), patch=max(sizes)),
@@ -69,7 +71,7 @@ def cmd_train_restorer(a) -> int:
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
     out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
-                         progress=not a.no_progress)
+                         progress=not a.no_progress, sigma_y=a.sigma_y)
     print(f"restoration network written to {out}")
     return 0
 
@@ -165,6 +167,8 @@ def add_train_parsers(sub) -> None:
                         "on native-resolution crops (data: brains-native or NIfTI) with random masks")
     r.add_argument("--sizes", default="64,96,128", help="--any-mask: crop sizes, one per batch")
     r.add_argument("--iters", type=int, default=3, help="--any-mask: unrolled iterations")
+    r.add_argument("--sigma-y", type=float, default=0.0,
+                   help="measurement noise std ([0, 1] scale) added to the training measurements")
     _common(r, 5e-4, 3000, 0.995)
     _add_task_args(r)
     r.set_defaults(func=cmd_train_restorer)

@@ -30,6 +30,7 @@ class SolveConfig:
     sampler: str = "ddpm"
     samples: int = 1
     sigma_y: float = 0.0
+    consistency: str | None = None     # None: the operator's default (projection; prox for deblur)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"
@@ -66,8 +67,13 @@ def check_config(cfg: SolveConfig) -> None:
     """Validate the scalar options (one clear ValueError each)."""
     from ..samplers import SAMPLERS
 
-    if cfg.task.get("task") not in ("sr", "inpaint", "mri"):
-        raise ValueError("--task is required (sr, inpaint or mri)")
+    if cfg.task.get("task") not in ("sr", "inpaint", "mri", "deblur"):
+        raise ValueError("--task is required (sr, inpaint, mri or deblur)")
+    from ..consistency import CONSISTENCY
+
+    if cfg.consistency is not None and cfg.consistency not in CONSISTENCY:
+        raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
+                         f"{', '.join(CONSISTENCY)}")
     if cfg.t0 != "auto":
         try:
             t0 = float(cfg.t0)
@@ -109,6 +115,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "init": path_or(cfg.init, ("classic", "net")),
             "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
+            **({"consistency": cfg.consistency} if cfg.consistency else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
             "slices": cfg.slices or None, "half": bool(cfg.half),
             **({"model_config": [str(c) if str(c).lstrip().startswith("--") else
@@ -196,11 +203,14 @@ def resolve_init(spec: str, task: dict, image_size: int):
         return None
     if spec == "net":
         key = (task["task"], task.get("factor") if task["task"] == "sr" else
-               (task.get("pattern"), float(task.get("accel", 0))))
-        name = "restorer-mri" if task["task"] == "mri" else {("sr", 4): "restorer-sr4"}.get(key)
+               (task.get("kernel"), task.get("kernel_sigma"), task.get("kernel_size")))
+        name = "restorer-mri" if task["task"] == "mri" else {
+            ("sr", 4): "restorer-sr4",
+            ("deblur", ("gaussian", 2.0, None)): "restorer-deblur"}.get(key)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
-                             "sr x4 and mri, any mask); use --init classic or --init PATH")
+                             "sr x4, mri (any mask) and Gaussian deblur sigma 2); use "
+                             "--init classic or --init PATH")
         if not (ASSETS / "models" / name / "config.json").exists():
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
                                     "build yet; use --init classic or --init PATH")

@@ -198,7 +198,8 @@ class Reader:
         return Item(name, stem, src, index, op, y, x, g)
 
     def _measured_item(self, src, name, stem, index, img: Tensor) -> Item:
-        """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes)."""
+        """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes;
+        deblur: the blurred image)."""
         if self.task == "mri":
             raise io.InputError(f"{src.path.name}: an MRI measurement is k-space (.h5 or a "
                                 "complex .npy), not an image")

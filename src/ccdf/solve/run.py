@@ -152,8 +152,8 @@ class _Work:
                 fits = self.net.fits(it.op)
                 if fits is not True:
                     raise io.InputError(f"{it.name}: {fits}; use --init classic")
-            it.x0_hat = (init.classic(it.op, it.y) if self.net is None
-                         else init.feed_forward(self.net, it.op, it.y))
+            it.x0_hat = (init.classic(it.op, it.y, self.cfg.sigma_y) if self.net is None
+                         else init.feed_forward(self.net, it.op, it.y, self.cfg.sigma_y))
             if self.auto:
                 t0, reason = autot0.choose_t0(
                     self.model, it.op, it.y, it.x0_hat, self.cfg.steps, self.cfg.sigma_y,
@@ -276,4 +276,5 @@ def _report(cfg: SolveConfig, task: dict, model_name: str) -> dict:
     return {"t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
+            "consistency": cfg.consistency,
             "batch_size": cfg.batch_size, "input_kind": cfg.input_kind or "clean"}
