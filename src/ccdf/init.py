@@ -3,7 +3,10 @@
 All work on images in [0, 1], (B, C, H, W); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^T y (real part for real images).
+* MRI: the minimum-norm least-squares image A^+ y (``MRI.A_pinv``), not A^T y: for complex
+  images the zero-filled inverse FFT (there A^+ = A^H); for real images the inverse FFT of the
+  measured k-space completed by Hermitian symmetry (entries measured at k and -k averaged),
+  clipped to [0, 1]; for multi-coil data the conjugate-gradient least-squares image.
 """
 
 from __future__ import annotations
