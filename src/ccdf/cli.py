@@ -144,16 +144,21 @@ def _add_task_args(p, required: bool = False) -> None:
 
 
 def _add_threads(p) -> None:
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads; 0: all cores of this process. One thread degrades "
-                   "gracefully when other jobs share the CPU (see the README's table); give "
-                   "more on a machine of your own")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $OMP_NUM_THREADS if set, else 1; 0: all "
+                   "cores of this process); extra threads wait passively. One thread never "
+                   "collapses when other jobs share the CPU (README, Threads); give more on a "
+                   "machine of your own")
 
 
-def set_threads(n: int) -> None:
-    """torch's CPU threads: n (0: the cores this process may use).  Extra threads wait
-    passively (OMP_WAIT_POLICY=PASSIVE unless set): spinning threads collapse on a shared CPU.
-    Must run before torch is imported to affect OpenMP's waiting."""
+def set_threads(n: int | None) -> int:
+    """torch's CPU threads: n; None: $OMP_NUM_THREADS if set (torchrun sets 1), else 1; 0: the
+    cores this process may use.  Extra threads wait passively (OMP_WAIT_POLICY=PASSIVE unless
+    set): spinning OpenMP threads collapse on a shared CPU (measured in the README).  Must run
+    before torch is imported for the waiting policy to take effect.  Returns the count."""
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        n = int(env) if env.isdigit() and int(env) > 0 else 1
     if n < 0:
         raise CLIError(f"--threads must be >= 0, got {n}")
     n = n or len(os.sched_getaffinity(0))
@@ -162,6 +167,7 @@ def set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
+    return n
 
 
 def cmd_sample(a) -> int:
