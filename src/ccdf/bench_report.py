@@ -60,7 +60,13 @@ def plot_psnr_vs_t0(res: dict, path: Path) -> None:
                                              "fd")] if has_fd else [])
     for ax, (i, label, key) in zip(axes[0], panels):
         for name, pts in res["curves"].items():
-            ax.plot([p[0] for p in pts], [p[i] for p in pts], "o-", label=f"CCDF, {name}")
+            line, = ax.plot([p[0] for p in pts], [p[i] for p in pts], "o-", label=f"CCDF, {name}")
+            start, n = name.split(" start, N=")
+            auto = [r for r in res["rows"] if "auto" in r["method"] and r["start"] == start
+                    and r["steps"] == int(n) and r.get("samples", 1) == 1 and key in r]
+            for r in auto:   # the auto t0 run on its curve, where it falls
+                ax.plot([r["t0"]], [r[key]], "*", ms=12, c=line.get_color(), mec="k",
+                        label=f"auto t0 = {r['t0']:.2f}, {start} start")
         for r, c in zip([r for r in res["rows"] if r["nfe"] == 0 and r["start"]], ["gray", "tan"]):
             if key in r:
                 ax.axhline(r[key], ls=":", c=c, label=r["method"])
