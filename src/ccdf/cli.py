@@ -365,7 +365,7 @@ def main(argv=None) -> int:
         what = "terminated (SIGTERM)" if term else "interrupted"
         more = "; finished outputs are kept: rerun the same command to resume" \
             if a.command == "solve" else ""
-        print(f"ccdf {a.command}: {what}{more}", file=sys.stderr)
+        print(f"ccdf {a.command}{_rank()}: {what}{more}", file=sys.stderr)
         return 143 if term else 130
     except (CLIError, ValueError, OSError, RuntimeError, ArithmeticError) as e:
         from .io import one_line

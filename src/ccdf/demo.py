@@ -86,9 +86,9 @@ def summary(results: list[dict], skipped: dict) -> list[str]:
     missed = [f"{SHORT.get(r['key'], r['key'])}: {t['target']}"
               for r in results for t in r["targets"] if not t["met"]]
     missed += [f"{SHORT.get(k, k)} skipped ({v})" for k, v in skipped.items()]
-    return [f"**What was run:** {ran} on the embedded models: the initial estimates, full runs "
-            "(t0 = 1) at 20 and 1000 NFE, and CCDF at fixed and automatic t0 from the classic "
-            "start and, where a restoration net exists, from its output.",
+    return [(f"**What was run:** {ran} on the embedded models: the initial estimates, full "
+             "runs (t0 = 1) at 20 and 1000 NFE, and CCDF at fixed and automatic t0 from the "
+             "classic start and, where a restoration net exists, from its output."),
             "**What won (best PSNR):** " + "; ".join(won) + ".",
             "**What did not:** " + ("; ".join(missed) if missed else "every target below was met")
             + "."]
@@ -99,8 +99,8 @@ def write_report(results: list[dict], out: Path, skipped: dict, quick: bool) -> 
              f"Command: `ccdf demo{' --quick' if quick else ''} --out {out}`", ""]
     for res in results:
         best = best_row(res["rows"])["method"]
-        lines += [f"## {res['title']}", "", f"{res['n_images']} images. "
-                  f"Auto t0 (classic start): {res['auto_reason']}", "",
+        lines += [f"## {res['title']}", "",
+                  f"{res['n_images']} images. Auto t0 (classic start): {res['auto_reason']}", "",
                   "| method | NFE | PSNR | SSIM | s/image |", "|---|---:|---:|---:|---:|"]
         for r in res["rows"]:
             b = "**" if r["method"] == best else ""

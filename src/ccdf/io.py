@@ -47,7 +47,7 @@ def one_line(e: BaseException) -> str:
     """An exception's message as one line: ccdf's own (``InputError``) whole, its control
     characters escaped (a file name may hold a newline); another's first line."""
     msg = str(e).strip()
-    if isinstance(e, InputError) or getattr(e, "whole_message", False):
+    if isinstance(e, InputError):
         msg = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in msg)
     return (msg.splitlines() or [""])[0] or type(e).__name__
 
@@ -93,9 +93,8 @@ def _temporary(path: Path):
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
-    with _temporary(Path(path)) as (fd, _):
-        with os.fdopen(fd, mode) as f:
-            yield f
+    with _temporary(Path(path)) as (fd, _), os.fdopen(fd, mode) as f:
+        yield f
 
 
 def write_json(path, obj) -> None:
@@ -287,7 +286,7 @@ def read_nifti_image(path):
         return np.asarray(img.get_fdata(dtype=np.float32)), np.asarray(img.affine), img.header
     except InputError:
         raise
-    except Exception as e:  # nibabel raises many types for bad files
+    except Exception as e:  # noqa: BLE001 -- nibabel raises many types for bad files
         raise InputError(f"cannot read NIfTI {shown(path)}: {e}") from None
 
 

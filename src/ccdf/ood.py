@@ -14,11 +14,13 @@ up to 32 images of its training folder or file when that still exists; without e
 is no check.  ``score = d / q95`` (the reference's 95th percentile); an image is flagged when
 score > FACTOR = 1.5.
 
-Measured with the embedded priors (scripts in the README): reconstructions of held-out
-in-distribution images score at most 1.08 (SR x4, box inpainting: 24 Fashion-MNIST images,
-t0 in {0.05, 0.2, 1}, classic and feed-forward starts) and 0.96 (MRI x4: 8 MNI152 slices);
-of 32x32 crops of a photograph, 25-88% of the images score above 1.5 (median 1.1-2.7), the
-smooth crops (sky, background) staying below.  A flag is a warning, not a proof.
+Measured with the embedded priors (``python scripts/ood_check.py image|mri``: half of the
+committed sample as the reference, the other half scored): reconstructions of in-distribution
+images score at most 1.32 (SR x4 and box inpainting, 24 Fashion-MNIST images, t0 in
+{0.05, 0.2, 1}, classic and feed-forward starts) and MRI_IN (MRI x4, 8 MNI152 slices); of
+32x32 crops of a photograph 38-100% score above 1.5 (medians 1.3-2.6), of 64x64 crops with
+the MRI prior MRI_OUT; smooth crops (sky, a plain background) stay below.  A flag is a
+warning, not a proof.
 """
 
 from __future__ import annotations
