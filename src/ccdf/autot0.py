@@ -76,6 +76,36 @@ def residual(operator, y, x0_hat) -> float:
     return float((y - operator.A(x0_hat)).abs().pow(2).mean())
 
 
+def operator_key(operator) -> tuple:
+    """A key that differs whenever the operator does: its type and every attribute, tensors
+    and arrays by dtype, shape and a hash of their bytes (``repr`` elides large tensors, so two
+    64x64 masks would share one)."""
+    import hashlib
+
+    import numpy as np
+
+    def part(v):
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu()
+            data = torch.view_as_real(v) if v.is_complex() else v
+            raw = data.contiguous().view(-1).view(torch.uint8).numpy() if data.numel() else b""
+            return ("tensor", str(v.dtype), tuple(v.shape), hashlib.sha1(raw).hexdigest())
+        if isinstance(v, np.ndarray):
+            return ("array", str(v.dtype), v.shape, hashlib.sha1(np.ascontiguousarray(v)).hexdigest())
+        if isinstance(v, (list, tuple)):
+            return tuple(part(u) for u in v)
+        if isinstance(v, dict):
+            return tuple((k, part(u)) for k, u in sorted(v.items()))
+        if hasattr(v, "__dict__") and not isinstance(v, type):
+            return operator_key(v)
+        return repr(v)
+
+    attrs = getattr(operator, "__dict__", None)
+    if attrs is None:
+        return (type(operator).__name__, repr(operator))
+    return (type(operator).__qualname__, tuple((k, part(v)) for k, v in sorted(attrs.items())))
+
+
 def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0) -> float:
     """Per-pixel MSE of the classic initializer on n samples of the prior (images in [0, 1];
     a complex prior's samples at the operator's size, magnitude ~[0, 1])."""
@@ -194,7 +224,7 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
     elif "mse_net" in held:
         base, src = float(held["mse_net"]), "restoration net's held-out MSE"
     else:
-        key = ("prior_init_error", id(model), repr(getattr(operator, "__dict__", operator)))
+        key = ("prior_init_error", id(model), operator_key(operator))
         if cache is not None and key in cache:
             base = cache[key]
         else:

@@ -178,9 +178,10 @@ class Bench:
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
 
     def add(self, method: str, x_hat: Tensor, nfe: int, seconds: float, *, start=None,
-            t0=None, steps=None) -> dict:
+            t0=None, steps=None, samples: int = 1) -> dict:
         s = self.s
         row = {"method": method, "start": start, "nfe": int(nfe), "t0": t0, "steps": steps,
+               "samples": int(samples),
                "psnr": float(metrics.psnr(x_hat.abs(), s.x.abs()).mean()),
                "ssim": float(metrics.ssim(x_hat.abs(), s.x.abs()).mean()),
                "seconds_per_image": seconds / len(s.x), "n_images": len(s.x)}
@@ -206,7 +207,7 @@ class Bench:
         if r.std is not None:
             self.stds[method] = r.std
         return self.add(method, r.x, r.nfe, time.perf_counter() - tic, start=start, t0=t0,
-                        steps=steps)
+                        steps=steps, samples=kw.get("samples", 1))
 
     def _solver(self) -> dict:
         """The noise level and consistency step every CCDF run of this bench uses."""
@@ -297,10 +298,8 @@ class Bench:
             self.log(f"  auto t0 ({start} start): {why}")
             row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
             reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
-            sweep = [r for r in self.rows if r["start"] == start and r["steps"] == steps
-                     and r["t0"] is not None and "auto" not in r["method"]]
-            if sweep:  # the best fixed t0 of the sweep so far, to judge auto t0 against
-                b = max(sweep, key=lambda r: r["psnr"])
+            b = best_fixed(self.rows, start, steps)
+            if b is not None:  # the best fixed t0 so far, to judge auto t0 against
                 reasons[start].update(best_fixed_t0=b["t0"], best_fixed_psnr=b["psnr"])
         return reasons
 
@@ -415,6 +414,14 @@ class Bench:
         self.log(f"  overhead at batch {batch}: CCDF {r:.3f} s vs {n_p} forwards {f:.3f} s "
                  f"-> ratio {r / f:.3f}")
         return out
+
+
+def best_fixed(rows: list, start: str, steps: int) -> dict | None:
+    """The best single-sample CCDF row at a fixed t0 for ``start`` and N = ``steps`` (auto t0
+    rows and means of K posterior samples, which cost K times the NFE, are not fixed t0 runs)."""
+    fixed = [r for r in rows if r["start"] == start and r["steps"] == steps
+             and r["t0"] is not None and "auto" not in r["method"] and r.get("samples", 1) == 1]
+    return max(fixed, key=lambda r: r["psnr"]) if fixed else None
 
 
 def machine() -> dict:

@@ -4,8 +4,11 @@ All work on images (B, C, H, W) in the operator's ``value_range`` ([0, 1]; MRI: 
 clipped above); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^+ y (minimum-norm least squares: F^H M y for complex
-  images; for real images the Hermitian-symmetric average, see ``operators.mri``);
+* MRI: the minimum-norm least-squares image A^+ y (``MRI.A_pinv``), not A^T y: for complex
+  images the zero-filled inverse FFT (there A^+ = A^H); for real images the inverse FFT of the
+  measured k-space completed by Hermitian symmetry (entries measured at k and -k averaged),
+  clamped to the operator's ``value_range`` (>= 0, not clipped above); for multi-coil data the
+  conjugate-gradient least-squares image;
 * an operator with its own ``classic_start(y, sigma_y)`` (deblurring: the Wiener filter at the
   measurement's noise level) uses it.
 """

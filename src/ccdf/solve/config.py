@@ -11,6 +11,10 @@ import torch
 from torch import Tensor
 
 INPUT_KINDS = ("clean", "measurement")
+#: --batch-size bound: each item of a batch is a thread holding its own tensors
+MAX_BATCH = 256
+#: --sigma-y bound: a noise std above the whole [0, 1] data range leaves nothing to measure
+MAX_SIGMA_Y = 1.0
 
 
 @dataclass
@@ -45,7 +49,8 @@ class SolveConfig:
 
 def item_seed(seed: int, name: str) -> int:
     """A per-item seed from the global seed and the item's name (not its position)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little") >> 1
+    key = f"{seed}:{name}".encode("utf-8", "surrogateescape")  # names need not be UTF-8
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 def parse_slices(spec: str | None) -> slice | None:
@@ -85,10 +90,12 @@ def check_config(cfg: SolveConfig) -> None:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    if not (math.isfinite(cfg.sigma_y) and cfg.sigma_y >= 0):
-        raise ValueError(f"--sigma-y must be a finite number >= 0, got {cfg.sigma_y}")
+    if not 1 <= cfg.batch_size <= MAX_BATCH:
+        raise ValueError(f"--batch-size must be in 1..{MAX_BATCH} (each item of a batch is a "
+                         f"thread with its own tensors), got {cfg.batch_size}")
+    if not (math.isfinite(cfg.sigma_y) and 0 <= cfg.sigma_y <= MAX_SIGMA_Y):
+        raise ValueError(f"--sigma-y must be in [0, {MAX_SIGMA_Y:g}] (the noise std on images "
+                         f"in [0, 1]), got {cfg.sigma_y:g}")
     if cfg.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if cfg.input_kind not in (None, *INPUT_KINDS):
