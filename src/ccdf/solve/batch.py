@@ -116,7 +116,11 @@ def _run_batch(model, items: list, cfg, callback) -> None:
                 while th.is_alive():
                     th.join(0.2)
         except BaseException:
+            # Ctrl-C / SIGTERM: every worker stops at its next network call; wait for them, as
+            # an interpreter that exits with a thread inside torch aborts ("terminate called")
             net.barrier.abort()
+            for th in threads:
+                th.join()
             raise
         if net.error is not None:
             raise net.error
