@@ -13,6 +13,14 @@ seen through A), so the iterate stays on the noisy manifold; at the last step (b
 * ``GradientStep``: x <- x + lam A^T (y_t - A x), non-expansive for 0 <= lam <= 2 / ||A||^2.
 
 Both are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1.
+
+* ``ConjugateGradient`` (DDS: Chung, Lee & Ye, "Decomposed Diffusion Sampler for Accelerating
+  Large-Scale Inverse Problems", ICLR 2024): acts on the denoised (Tweedie) estimate x0_hat of
+  the iterate, not on the iterate: M conjugate-gradient iterations on the data term started
+  from x0_hat, x0_hat <- argmin ||A x - y||^2 over x0_hat + K_M(A^H A, A^H (y - A x0_hat)),
+  then the reverse step re-noises the result with the network's eps
+  (``samplers.solve``: steps use x_i = a_i x0_hat + b_i eps_hat).  Works for every operator
+  with no pseudo-inverse in closed form (multi-coil MRI) at M operator pairs per step.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from .operators.base import LinearOperator
+from .operators.base import LinearOperator, cg
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -81,4 +89,50 @@ class GradientStep(_Consistency):
         return x + self.lam * self.operator.A_adjoint(r)
 
 
-CONSISTENCY = {"projection": Projection, "gradient": GradientStep}
+class ConjugateGradient(_Consistency):
+    """DDS data consistency on the Tweedie estimate: ``c(x0_hat, a_i, b_i) -> x0_hat'``.
+
+    x0_hat' = x0_hat + d, d = M CG iterations from 0 on A^H A d = A^H (y - A x0_hat) (CG on the
+    normal equations started from x0_hat); with measurement noise sigma_y > 0 on
+    (I + gamma A^H A) d = gamma A^H (y - A x0_hat), the MAP step of
+    ||A x - y||^2 / sigma_y^2 + ||x - x0_hat||^2 / s_i^2 with gamma = s_i^2 / sigma_y^2 and
+    s_i = b_i / a_i, the noise level of x_i / a_i (the DDS code's ``(I + gamma A* A)`` system).
+    ``a, b`` are the level of the iterate x0_hat was denoised from.  x0_hat: (B, ...) in the
+    image space; y the clean measurement (no diffusion of y: x0_hat is at the clean level).
+
+    Non-expansiveness (Corollary 1): once CG has converged -- after at most as many iterations
+    as A^H A has distinct non-zero eigenvalues (1 for masks, inpainting and average pooling, 2
+    for real-image MRI) -- the step is x0 + A^+ (y - A x0) = (I - P) x0 + A^+ y, the projection
+    (with noise, (I + gamma A^H A)^{-1} (x0 + gamma A^H y), a linear map of norm <= 1 plus a
+    constant): non-expansive.  With fewer iterations it is not linear in x0, but CG's error
+    decreases monotonically in the 2-norm (Hestenes & Stiefel 1952, Theorem 6:3), so the step
+    never moves x0 away from any solution x* of A x = y: ||c(x0) - x*|| <= ||x0 - x*||.
+    """
+
+    tweedie = True
+
+    def __init__(self, operator, y, sigma_y: float = 0.0, noisy: bool = True, iters: int = 5,
+                 tol: float = 1e-8):
+        super().__init__(operator, y, sigma_y, noisy)
+        if isinstance(iters, bool) or int(iters) != iters or iters < 1:
+            raise ValueError(f"CG iterations must be a positive integer, got {iters!r}")
+        self.iters, self.tol = int(iters), float(tol)
+
+    def gamma(self, a: float, b: float) -> float:
+        """s_i^2 / sigma_y^2 (inf without noise: the plain normal equations)."""
+        if self.sigma_y == 0:
+            return math.inf
+        return (b / a) ** 2 / self.sigma_y**2 if a > 0 else math.inf
+
+    def __call__(self, x0: Tensor, a: float = 1.0, b: float = 0.0, generator=None) -> Tensor:
+        op = self.operator
+        r = op.A_adjoint(self.y - op.A(x0))
+        g = self.gamma(a, b)
+        if math.isinf(g):
+            d = cg(lambda v: op.A_adjoint(op.A(v)), r, n_iter=self.iters, tol=self.tol)
+        else:
+            d = cg(lambda v: v + g * op.A_adjoint(op.A(v)), g * r, n_iter=self.iters, tol=self.tol)
+        return x0 + d
+
+
+CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "cg": ConjugateGradient}

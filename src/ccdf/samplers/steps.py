@@ -6,6 +6,10 @@ With alpha_i = (a_i / a_{i-1})^2 and beta_i = b_i^2 - alpha_i b_{i-1}^2 (``Grid.
   x_i + (sigma_i^2 - sigma_{i-1}^2) s + sqrt(sigma_i^2 - sigma_{i-1}^2) z on a VE schedule:
   x_{i-1} = (x_i + beta_i s(x_i)) / sqrt(alpha_i) + sigma_i z,
   sigma_i^2 = beta_i ('large') or the posterior variance b_{i-1}^2 beta_i / b_i^2 ('small').
+
+Both are computed from the decomposition x_i = a_i x0_hat + b_i eps_hat of the prediction
+(``Prediction.x0``, ``.eps``): the x0_hat term is a_{i-1} x0_hat in each, so a consistency
+that corrects x0_hat (``consistency.ConjugateGradient``, DDS) re-noises it with the same eps.
 * ``DDIM`` -- x_{i-1} = a_{i-1} x0_hat + sqrt(b_{i-1}^2 - s_i^2) eps_hat + s_i z,
   s_i = eta sqrt(b_{i-1}^2 beta_i / b_i^2) (eta = 0: deterministic).
 * ``LangevinCorrector`` -- score-SDE / score-MRI corrector at fixed noise level:
@@ -50,7 +54,11 @@ class Ancestral:
         return math.sqrt(grid.alpha(i)) * float(grid.b[i - 1] ** 2 / grid.b[i] ** 2)
 
     def step(self, pred: Prediction, x: Tensor, grid, i: int, g) -> Tensor:
-        mean = (x + grid.beta(i) * pred.score) / math.sqrt(grid.alpha(i))  # line 4
+        # line 4, (x_i + beta_i s) / sqrt(alpha_i), written in the decomposition
+        # x_i = a_i x0 + b_i eps: a_{i-1} x0 + sqrt(alpha_i) b_{i-1}^2 / b_i eps (the same value),
+        # so that a step on a corrected x0 (``consistency.ConjugateGradient``) keeps eps
+        mean = (float(grid.a[i - 1]) * pred.x0
+                + math.sqrt(grid.alpha(i)) * float(grid.b[i - 1] ** 2 / grid.b[i]) * pred.eps)
         var = self.noise_var(grid, i)
         return mean + math.sqrt(var) * _randn(x, g) if var > 0 else mean  # lines 5-6
 
