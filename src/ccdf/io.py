@@ -186,3 +186,79 @@ def write_h5(path, **datasets) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# ---------------------------------------------------------------- fastMRI files
+FASTMRI_TARGETS = ("reconstruction_rss", "reconstruction_esc")
+
+
+def read_fastmri(path, slices=None) -> dict:
+    """A fastMRI .h5 file as it ships (Zbontar et al., arXiv 1811.08839):
+    {"kspace": (S, H, W) single-coil or (S, coils, H, W) multi-coil complex, centred layout;
+    "mask": the test split's (W,) column mask or None; "attrs": dict (acquisition, max, norm,
+    patient_id, acceleration ...); "ismrmrd_header": the XML as bytes, or None;
+    "targets": {"reconstruction_rss" | "reconstruction_esc": (S, 320, 320)} where present;
+    "n_slices": S in the file}.  ``slices``: a list of slice indices to read (default all)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "kspace" not in f:
+                raise InputError(f"{Path(path).name} has no 'kspace' dataset (found: "
+                                 f"{', '.join(f.keys()) or 'nothing'}); a fastMRI file holds "
+                                 "kspace (slices, [coils,] H, W)")
+            ds = f["kspace"]
+            n = int(ds.shape[0]) if ds.ndim else 0
+            idx = list(range(n)) if slices is None else list(slices)
+            k = np.asarray(ds[idx]) if ds.ndim >= 3 and idx != list(range(n)) else np.asarray(ds)
+            out = {"kspace": k, "n_slices": n, "attrs": dict(f.attrs),
+                   "mask": np.asarray(f["mask"]) if "mask" in f else None,
+                   "ismrmrd_header": _as_bytes(f["ismrmrd_header"][()])
+                   if "ismrmrd_header" in f else None,
+                   "targets": {}}
+            for key in FASTMRI_TARGETS:
+                if key in f and f[key].ndim == 3 and f[key].shape[0] == n:
+                    out["targets"][key] = np.asarray(f[key][idx])
+    except OSError as e:
+        raise InputError(f"cannot read HDF5 {path}: {e}") from None
+    if not np.iscomplexobj(out["kspace"]):
+        raise InputError(f"{Path(path).name}: 'kspace' must be complex, got {out['kspace'].dtype}")
+    return out
+
+
+def _as_bytes(v) -> bytes:
+    if isinstance(v, str):
+        return v.encode()
+    return v.tobytes() if isinstance(v, np.ndarray) else bytes(v)
+
+
+def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
+    """An HDF5 file with ``datasets`` and root ``attrs``, written atomically."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k, v in datasets.items():
+                f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:
+    """A NIfTI volume with a diagonal affine of the voxel sizes (mm), written atomically."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(vol, dtype=np.float32), np.diag([*voxel_mm, 1.0]))
+    img.header.set_xyzt_units("mm")
+    with atomic_write(path) as f:
+        f.write(gzip.compress(img.to_bytes()) if str(path).endswith(".gz") else img.to_bytes())

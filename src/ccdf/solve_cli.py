@@ -24,7 +24,8 @@ def run(a) -> int:
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
         samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
-        compile=a.compile, half=a.half)
+        compile=a.compile, half=a.half, consistency=a.consistency, coil_maps=a.coil_maps,
+        complex_output=a.complex_output)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
     if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
@@ -76,6 +77,15 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--t0", default="0.2", help="FLOAT in (0, 1] or auto")
     s.add_argument("--steps", type=int, default=100, help="N of the full schedule")
     s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"])
+    s.add_argument("--consistency", default="projection", choices=["projection", "gradient", "cg"],
+                   help="data consistency: projection (POCS / k-space replacement), gradient "
+                   "(a gradient step), cg (DDS: conjugate gradients on the denoised estimate; "
+                   "the fast choice for multi-coil MRI)")
+    s.add_argument("--coil-maps", default=None,
+                   help="multi-coil .h5: coil maps (.npy/.h5 (slices, coils, H, W) or (coils, "
+                   "H, W) complex, or a folder of NAME.npy/.h5); default: ESPIRiT")
+    s.add_argument("--complex-output", action="store_true",
+                   help="fastMRI .h5: also write the complex (SENSE-combined) image")
     s.add_argument("--samples", type=int, default=1,
                    help="posterior samples per input (output: their mean, plus a std map)")
     s.add_argument("--seed", type=int, default=0,

@@ -38,6 +38,9 @@ class SolveConfig:
     overwrite: bool = False            # redo every input (else resume: skip finished ones)
     compile: bool = False              # torch.compile the network
     half: bool = False                 # fp16/bf16 autocast for the network
+    consistency: str = "projection"    # projection | gradient | cg (``consistency.CONSISTENCY``)
+    coil_maps: str | None = None       # multi-coil .h5: maps file/folder (None: ESPIRiT)
+    complex_output: bool = False       # fastMRI outputs: also the complex image
 
 
 def item_seed(seed: int, name: str) -> int:
@@ -81,6 +84,11 @@ def check_config(cfg: SolveConfig) -> None:
         raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     if not (math.isfinite(cfg.sigma_y) and cfg.sigma_y >= 0):
         raise ValueError(f"--sigma-y must be a finite number >= 0, got {cfg.sigma_y}")
+    from ..consistency import CONSISTENCY
+
+    if cfg.consistency not in CONSISTENCY:
+        raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
+                         f"{', '.join(CONSISTENCY)}")
     if cfg.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if cfg.input_kind not in (None, *INPUT_KINDS):
@@ -108,7 +116,9 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
-            "slices": cfg.slices or None, "half": bool(cfg.half)}
+            "slices": cfg.slices or None, "half": bool(cfg.half),
+            "consistency": cfg.consistency,
+            "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None}
 
 
 # ----------------------------------------------------------------------------- models

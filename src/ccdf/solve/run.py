@@ -51,7 +51,8 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     if net is not None:
         net = net.to(ranks.device)
     size, params = model.image_size, {k: v for k, v in task.items() if k != "task"}
-    op = make_operator(task["task"], (model.channels, size, size), **params)  # checks the task
+    # checks the task (a size-independent prior: at a nominal size; k-space files bring theirs)
+    op = make_operator(task["task"], (model.channels, size or 64, size or 64), **params)
     if cfg.compile or cfg.half:
         model = DeviceModel(model, ranks.device, cfg.compile, cfg.half)
     work = _Work(cfg, model, net, Reader(cfg, model, op, ranks.device), out, log)
@@ -195,7 +196,7 @@ class _Work:
     def _write(self, src: Source) -> None:
         if src.failed is None:
             try:
-                outputs = write_source(self.out, src, self.cfg.samples)
+                outputs = write_source(self.out, src, self.cfg.samples, self.cfg.complex_output)
                 entry = manifest.ok_entry(src, outputs, self.cfg.seed, self.auto)
             except OSError as e:
                 raise OutputError(self._cannot_write(src.path.name, e)) from None
@@ -258,4 +259,5 @@ def _report(cfg: SolveConfig, task: dict, model_name: str) -> dict:
     return {"t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
+            "consistency": cfg.consistency,
             "batch_size": cfg.batch_size, "input_kind": cfg.input_kind or "clean"}
