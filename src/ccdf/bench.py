@@ -14,6 +14,12 @@ Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psn
     Frechet distance (``ccdf.fid``) for every method.
 Also: the theory check (measured ||x_CCDF - x_full||^2 against the Theorem 1 bound) and the
 solver overhead (wall time of CCDF against N' bare network calls at batch 8).
+
+``consistency`` (``--consistency``, a comma list): the data consistency of the CCDF and
+full-run rows (the first; projection by default); the t0 sweep runs once per entry.  With
+``coils`` (``--coils N``, MRI): multi-coil k-space of complex slices with ESPIRiT maps
+(``multicoil``), the CG-SENSE start, zero-filled RSS and compressed-sensing rows, and CCDF
+with each consistency (projection, gradient, cg by default).
 """
 
 from __future__ import annotations
@@ -115,8 +121,9 @@ def _task_name(task: dict) -> str:
 class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
-    def __init__(self, setup: Setup, seed: int = 0, log=print):
+    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str = "projection"):
         self.s, self.seed, self.log = setup, seed, log
+        self.consistency = consistency  # of the CCDF / full-run rows (``consistency.CONSISTENCY``)
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
@@ -146,7 +153,7 @@ class Bench:
         x0 = self.s.starts[start]
         tic = time.perf_counter()
         r = reconstruct(self.s.model, self.s.op, self.s.y, x0, t0=t0, steps=steps,
-                        generator=self.gen(), **kw)
+                        generator=self.gen(), **{"consistency": self.consistency, **kw})
         if r.std is not None:
             self.stds[method] = r.std
         return self.add(method, r.x, r.nfe, time.perf_counter() - tic, start=start, t0=t0,
@@ -168,17 +175,19 @@ class Bench:
         classic start's t0 = 1 run: there x_N = a_N x0_hat + b_N z with a_N ~ 0.006 (VP), so
         the start hardly matters."""
         curves = {}
+        tag = "" if self.consistency == "projection" else f", {self.consistency}"
         for n in steps:
             for start in self.s.starts:
                 pts = []
                 for t0 in grid:
                     row = None
                     if t0 == 1.0:
-                        row = self._find(f"full run (t0=1), N={n}") or \
-                            self._find(f"CCDF classic start, N={n}, t0=1.0")
-                    row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}", start, t0, n)
+                        row = (None if tag else self._find(f"full run (t0=1), N={n}")) or \
+                            self._find(f"CCDF classic start, N={n}, t0=1.0{tag}")
+                    row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
+                                           t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
-                curves[f"{start} start, N={n}"] = pts
+                curves[f"{start}{tag.replace(', ', '+')} start, N={n}"] = pts
         return curves
 
     def auto(self, steps: int = 100) -> dict:
@@ -319,28 +328,51 @@ def machine() -> dict:
 
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
-              n_images: int | None = None, seed: int = 0, command: str = "", log=print) -> dict:
+              n_images: int | None = None, seed: int = 0, command: str = "", log=print,
+              consistency: str | None = None) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``."""
+    from .consistency import CONSISTENCY
+
     out = Path(out)
     n = n_images or (4 if quick else None)
-    s = make_setup(task, model, data, n, restorer)
+    multi = task["task"] == "mri" and task.get("coils")
+    conses = (consistency or ("projection,gradient,cg" if multi else "projection")).split(",")
+    for c in conses:
+        if c not in CONSISTENCY:
+            raise ValueError(f"unknown consistency {c!r}; choose from {', '.join(CONSISTENCY)}")
+    if multi:
+        from . import multicoil
+
+        s = multicoil.make_setup(task, model, data, n, seed)
+    else:
+        s = make_setup(task, model, data, n, restorer)
     log(f"bench {s.name}: {len(s.x)} images, model {model}")
-    b = Bench(s, seed, log)
+    b = Bench(s, seed, log, conses[0])
     b.initial()
-    b.full_runs()
-    curves = b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
-                     (100,) if quick else (100, 1000))
-    auto = b.auto()
+    extra = {"multicoil": {**s.extras["multicoil"], "cs": multicoil.rows(b, log, quick)}} \
+        if multi else {}
+    b.full_runs((100, 20) if multi and quick else (1000, 20))  # quick multi-coil: no N = 1000
+    curves = {}
+    for c in conses:
+        b.consistency = c
+        curves.update(b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
+                              (100,) if quick else (100, 1000)))
+    b.consistency = conses[0]
+    try:
+        auto = b.auto()
+    except (ValueError, RuntimeError) as e:  # e.g. no prior-sample estimate for this operator
+        log(f"  auto t0: skipped ({e})")
+        auto = {}
     b.posterior_mean(auto)
     if task["task"] == "sr":
         b.sr_baselines()
     if peers:
         b.peers(quick)
     th = b.theory_check()
-    oh = b.overhead(reps=1 if quick else 3)
+    oh = b.overhead(reps=1 if quick else 3, batch=len(s.x) if multi else 8)  # maps per image
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "theory": th, "overhead": oh, "machine": machine(), "command": command,
-           "n_images": len(s.x), "quick": quick}
+           "n_images": len(s.x), "quick": quick, "consistency": conses, **extra}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

@@ -142,6 +142,10 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
             out.append((f"auto t0 ({start} start) within 0.5 dB of the best fixed t0", ok,
                         f"auto t0={a['t0']:.2f}: {a['psnr']:.2f} vs best t0="
                         f"{a['best_fixed_t0']}: {a['best_fixed_psnr']:.2f}"))
+    if res.get("multicoil"):
+        from .multicoil import targets as multicoil_targets
+
+        out += multicoil_targets(res)
     c = best(ccdf20)
     for peer in ("DiffPIR", "DDRM"):
         p = by.get(f"{peer}, N=20")

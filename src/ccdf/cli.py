@@ -115,9 +115,13 @@ def cmd_bench(a) -> int:
 
     torch.set_num_threads(a.threads) if a.threads else None
     task = _task(a)
+    if a.coils:
+        if task["task"] != "mri":
+            raise CLIError("--coils is for --task mri")
+        task["coils"] = a.coils
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
-                    command="ccdf " + " ".join(a.argv))
+                    command="ccdf " + " ".join(a.argv), consistency=a.consistency)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -181,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--n-images", type=int, default=None)
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
+    be.add_argument("--consistency", default=None,
+                    help="comma list of projection, gradient, cg: the CCDF rows' data "
+                    "consistency (the first) and one t0 sweep each (default projection; "
+                    "with --coils all three)")
+    be.add_argument("--coils", type=int, default=None,
+                    help="MRI: simulated multi-coil k-space with this many birdcage coils, "
+                    "ESPIRiT maps, CG-SENSE start, zero-filled RSS and compressed-sensing rows; "
+                    "--input heldout (default), val, ood or a data spec")
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--threads", type=int, default=0)
     be.set_defaults(func=cmd_bench)
