@@ -51,6 +51,23 @@ def test_espirit_with_fastmri_centres(w, fraction, accel):
     assert err_sense < 0.8 * err_zf
 
 
+def test_espirit_on_a_coarse_grid_for_large_images():
+    """192 x 192: ESPIRiT runs on the centre 96 x 96 of k-space (the same field of view) and
+    the maps are interpolated back; they still combine the coil images to the truth."""
+    n = 192
+    yy, xx = np.mgrid[:n, :n] / (n - 1) * 2 - 1
+    mag = ((xx / 0.7) ** 2 + (yy / 0.8) ** 2 <= 1) * (0.4 + 0.6 * (np.abs(xx) < 0.3))
+    img = simulate.complex_slices(mag[None].astype(np.float32), seed=2)
+    k, _ = simulate.multicoil_kspace(img, ncoil=8)
+    cols, _ = _fastmri_cols(n, 0.08, 4)
+    maps = espirit_maps(k[0] * cols, np.broadcast_to(cols, (n, n)))      # default: coarse = 2
+    obj = mag > 0
+    assert maps.shape == (8, n, n) and (np.abs(maps).sum(0) > 0)[obj].all()
+    np.testing.assert_allclose((np.abs(maps) ** 2).sum(0)[obj], 1, atol=1e-5)
+    combined = sense_combine(coil_images(k[0]), maps)
+    assert np.linalg.norm(np.abs(combined)[obj] - mag[obj]) / np.linalg.norm(mag[obj]) < 0.02
+
+
 def test_too_few_centre_lines_are_refused():
     cols, c = _fastmri_cols(128, 0.04, 8)  # 5 lines
     with pytest.raises(CalibrationError, match="needs at least 8 fully sampled centre lines "

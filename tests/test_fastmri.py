@@ -133,15 +133,19 @@ def test_test_split_mask_and_given_coil_maps(files, tmp_path):
     maps = simulate.birdcage(8, 2 * N, N).astype(np.complex64)
     np.save(tmp_path / "maps.npy", maps)                          # (coils, H, W): every slice
     io.write_h5_file(tmp_path / "maps.h5", {"maps": np.stack([maps, maps])})
+    (tmp_path / "per_input").mkdir()
+    np.save(tmp_path / "per_input" / "multi_test.npy", maps)    # a folder: NAME.npy per input
     results = []
-    for spec in ("maps.npy", "maps.h5"):
+    for spec in ("maps.npy", "maps.h5", "per_input"):
         o = tmp_path / f"o_{spec}"
         assert _solve(files, inp, o, "--coil-maps", str(tmp_path / spec),
                       "--consistency", "cg") == 0
-        assert _metrics(o)["summary"]["kspace"]["multi_test.h5"]["coil_maps"] == spec
+        used = _metrics(o)["summary"]["kspace"]["multi_test.h5"]["coil_maps"]
+        assert used == (spec if spec != "per_input" else "multi_test.npy")
         with h5py.File(o / "multi_test.h5") as f:
             results.append(np.asarray(f["reconstruction"]))
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+    for r in results[1:]:
+        np.testing.assert_allclose(results[0], r, rtol=1e-5, atol=1e-6)
 
 
 def test_single_coil_esc_file_and_slices(files, tmp_path):

@@ -20,7 +20,8 @@ Three operators (see ``MRI``):
   P = Re F^H M_sym F with M_sym = M | Mflip;
 * multi-coil (complex images): A x = M F (S x), A_adjoint y = sum_c conj(S_c) F^H M y_c, and
   A_pinv solves the normal equations A^H A x = A^H y by conjugate gradients from zero (the
-  minimum-norm least-squares solution), in float64.
+  minimum-norm least-squares solution), in float64 (in the input's precision for a loose
+  ``cg_tol`` >= 1e-6).
 """
 
 from __future__ import annotations
@@ -336,8 +337,10 @@ class MRI(LinearOperator):
         return ifft2c(y_tilde).real.contiguous()
 
     def _pinv_cg(self, y: Tensor) -> Tensor:
+        """CG in complex128, or in y's precision when ``cg_tol`` >= 1e-6 (early-stopped
+        CG-SENSE, ``solve.fastmri``: float32 resolves that tolerance, at half the cost)."""
         y = self._kspace(y)
-        y64 = y.to(torch.complex128)
+        y64 = y.to(torch.complex128) if self.cg_tol < 1e-6 else y
         b = self.A_adjoint(y64)
         x = cg(lambda v: self.A_adjoint(self.A(v)), b, n_iter=self.cg_iters, tol=self.cg_tol)
         return x.to(y.dtype)
