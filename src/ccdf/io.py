@@ -192,13 +192,12 @@ def write_h5(path, **datasets) -> None:
 FASTMRI_TARGETS = ("reconstruction_rss", "reconstruction_esc")
 
 
-def read_fastmri(path, slices=None) -> dict:
+def read_fastmri(path) -> dict:
     """A fastMRI .h5 file as it ships (Zbontar et al., arXiv 1811.08839):
     {"kspace": (S, H, W) single-coil or (S, coils, H, W) multi-coil complex, centred layout;
     "mask": the test split's (W,) column mask or None; "attrs": dict (acquisition, max, norm,
     patient_id, acceleration ...); "ismrmrd_header": the XML as bytes, or None;
-    "targets": {"reconstruction_rss" | "reconstruction_esc": (S, 320, 320)} where present;
-    "n_slices": S in the file}.  ``slices``: a list of slice indices to read (default all)."""
+    "targets": {"reconstruction_rss" | "reconstruction_esc": (S, 320, 320)} where present}."""
     import h5py
 
     try:
@@ -207,18 +206,16 @@ def read_fastmri(path, slices=None) -> dict:
                 raise InputError(f"{Path(path).name} has no 'kspace' dataset (found: "
                                  f"{', '.join(f.keys()) or 'nothing'}); a fastMRI file holds "
                                  "kspace (slices, [coils,] H, W)")
-            ds = f["kspace"]
-            n = int(ds.shape[0]) if ds.ndim else 0
-            idx = list(range(n)) if slices is None else list(slices)
-            k = np.asarray(ds[idx]) if ds.ndim >= 3 and idx != list(range(n)) else np.asarray(ds)
-            out = {"kspace": k, "n_slices": n, "attrs": dict(f.attrs),
+            k = np.asarray(f["kspace"])
+            n = k.shape[0] if k.ndim else 0
+            out = {"kspace": k, "attrs": dict(f.attrs),
                    "mask": np.asarray(f["mask"]) if "mask" in f else None,
                    "ismrmrd_header": _as_bytes(f["ismrmrd_header"][()])
                    if "ismrmrd_header" in f else None,
                    "targets": {}}
             for key in FASTMRI_TARGETS:
                 if key in f and f[key].ndim == 3 and f[key].shape[0] == n:
-                    out["targets"][key] = np.asarray(f[key][idx])
+                    out["targets"][key] = np.asarray(f[key])
     except OSError as e:
         raise InputError(f"cannot read HDF5 {path}: {e}") from None
     if not np.iscomplexobj(out["kspace"]):

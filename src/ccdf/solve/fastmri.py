@@ -196,9 +196,10 @@ def read_source(reader, path: Path):
     if full is not None:
         ref_full = rss(coil_images(full)) if multi else np.abs(coil_images(full))
     crop = crop_shape(h, w, targets, f["ismrmrd_header"])
-    target = next(iter(targets.values()), None)
+    target, target_kind = next(iter(targets.values()), None), next(iter(targets), None)
     if target is None and ref_full is not None:
         target = center_crop(ref_full, crop)
+        target_kind = f"{'RSS' if multi else 'magnitude'} of the fully sampled data"
     mask_u = torch.from_numpy(np.ascontiguousarray(np.fft.ifftshift(mask_c)))
     k_u = kspace_to_ours(k.astype(np.complex128)) / scale
     real = False if multi else _hermitian(k_u, mask_u.numpy())
@@ -207,9 +208,7 @@ def read_source(reader, path: Path):
     meta = {"scale": scale, "n_slices": s, "mask": origin, "real_image": real,
             "coils": int(k.shape[1]) if multi else 1, "crop": list(crop),
             "attrs": f["attrs"], "ismrmrd_header": f["ismrmrd_header"],
-            "target": target, "target_kind": next(iter(targets), None) or
-            ("rss of the fully sampled data" if multi else "magnitude of the fully sampled data")
-            if target is not None else None}
+            "target": target, "target_kind": target_kind}
     if multi:
         meta.update(coil_maps=maps_origin, calibration_width=cw)
     src = Source(path, "fastmri", stem, f"{stem}.h5", multi=True, meta=meta)
