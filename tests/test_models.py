@@ -81,8 +81,12 @@ def test_convert_round_trips():
         q = convert(getattr(p, kind), kind, x, a, b)
         for name in ("eps", "score", "x0"):
             torch.testing.assert_close(getattr(q, name), getattr(p, name), rtol=1e-12, atol=1e-12)
+    v = a.view(-1, 1, 1, 1) * p.eps - b.view(-1, 1, 1, 1) * p.x0   # v = a eps - b x0
+    q = convert(v, "v", x, a, b)
+    for name in ("eps", "score", "x0"):
+        torch.testing.assert_close(getattr(q, name), getattr(p, name), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
-        convert(eps, "v", x, a, b)
+        convert(eps, "velocity", x, a, b)
 
 
 @pytest.mark.parametrize("schedule", [VPSchedule(), VESchedule(sigma_max=20.0)],

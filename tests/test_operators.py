@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from ccdf.consistency import ConjugateGradient, GradientStep, Projection
-from ccdf.operators import (MRI, Inpainting, SuperResolution, birdcage_maps, box_mask, centered,
-                            gaussian1d, make_operator, mask_from_array, random_mask, uniform1d,
-                            upsample_bicubic, vd2d, zero_filled)
+from ccdf.operators import (MASKS, MRI, Inpainting, SuperResolution, birdcage_maps, box_mask,
+                            centered, centre_lines, gaussian1d, make_operator, mask_from_array,
+                            random1d, random_mask, uniform1d, upsample_bicubic, vd2d, zero_filled)
 
 B = 2
 TOL = 1e-6
@@ -46,11 +46,14 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
     ("mri-real-uniform1d", lambda: MRI(uniform1d(16, 16, 4))),
     ("mri-real-gaussian1d", lambda: make_operator("mri", (1, 16, 16), pattern="gaussian1d",
                                                   accel=4, seed=1)),
+    ("mri-real-random1d", lambda: MRI(random1d(16, 16, 4, generator=_gen(4)))),
     ("mri-real-vd2d", lambda: MRI(vd2d(16, 16, 4, _gen(2)))),
     ("mri-complex-uniform1d", lambda: MRI(uniform1d(16, 16, 4), complex_image=True)),
+    ("mri-complex-phase", lambda: MRI(uniform1d(16, 12, 4), complex_image=True,
+                                      phase=torch.randn(16, 12, generator=_gen(5)))),
     # accel 2: 4 birdcage coils resolve 2-fold aliasing well (CG converges in tens of steps)
     ("mri-multicoil", lambda: make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=2,
-                                            coils=4)),
+                                            acs=2, coils=4)),
     # ESPIRiT maps (sigpy) estimated from the k-space of a phantom: zero outside the object
     ("mri-multicoil-espirit", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
                                           coils=_espirit_maps(8, 16))),
@@ -59,6 +62,8 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
                                             coils=torch.stack([birdcage_maps(4, 16, 16, r)
                                                                for r in (1.5, 2.0)]))),
 ]
+
+
 def _espirit_maps(ncoil, n):
     from ccdf.operators.coils import espirit_maps
 
@@ -285,33 +290,97 @@ def test_inpaint_mask_from_files(tmp_path):
 
 
 # ------------------------------------------------------------------ MRI
-@pytest.mark.parametrize("pattern", ["uniform1d", "gaussian1d", "vd2d"])
-@pytest.mark.parametrize("h,w,accel", [(32, 32, 4), (48, 64, 6), (64, 64, 3)])
-def test_mri_mask_acceleration_and_centre(pattern, h, w, accel):
-    mask = (uniform1d(h, w, accel) if pattern == "uniform1d"
-            else {"gaussian1d": gaussian1d, "vd2d": vd2d}[pattern](h, w, accel, generator=_gen(0)))
+ONE_D = ("uniform1d", "random1d", "gaussian1d")
+
+
+def _fastmri_centre(w, accel):
+    """fastMRI's centre block (centred layout): round(w cf) lines from (w - n + 1) // 2."""
+    n = round(w * {4: 0.08, 8: 0.04}[accel])
+    return (w - n + 1) // 2 + np.arange(n)
+
+
+@pytest.mark.parametrize("pattern", ONE_D)
+@pytest.mark.parametrize("w", [64, 96, 320, 368])
+@pytest.mark.parametrize("accel", [4, 8])
+def test_mri_1d_mask_fraction_centre_and_seed(pattern, w, accel):
+    h = 40
+    mask = MASKS[pattern](h, w, accel, generator=_gen(0))
     assert mask.shape == (h, w) and mask.dtype == torch.bool
-    assert abs(h * w / mask.sum().item() - accel) <= 0.1 * accel
-    assert mask[0, 0]  # DC, unshifted layout
-    cm = centered(mask)
-    if pattern == "vd2d":
-        acs = max(2, min(h, w) // 8)
-        ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
-        assert cm[(ky**2 + kx**2) <= (acs / 2) ** 2].all()
-    else:
-        acs = w // 8
-        assert cm[:, w // 2 - acs // 2: w // 2 - acs // 2 + acs].all()
-        assert (mask == mask[:1]).all()  # whole phase-encode columns
+    assert (mask == mask[:1]).all() and mask[0, 0]  # whole phase-encode columns, DC sampled
+    row = centered(mask)[0].numpy()
+    centre = _fastmri_centre(w, accel)
+    assert row[centre].all()  # fastMRI's default centre fraction, 0.08 at x4 and 0.04 at x8
+    n = int(row.sum())
+    # accelerations counted as fastMRI counts them: w / accel lines in all, centre included
+    assert n == round(w / accel) if pattern != "uniform1d" else abs(n - w / accel) <= 1
+    outer = np.setdiff1d(np.flatnonzero(row), centre)
+    assert len(outer) >= round(w / accel) - len(centre) - 1 and len(outer) >= 3
+    assert torch.equal(mask, MASKS[pattern](h, w, accel, generator=_gen(0)))
+    assert any(not torch.equal(mask, MASKS[pattern](h, w, accel, generator=_gen(s)))
+               for s in (1, 2, 3))
 
 
-def test_mri_masks_reproducible():
-    m = uniform1d(32, 32, 4, acs=0)
-    assert torch.equal(m, uniform1d(32, 32, 4, acs=0))
-    assert torch.equal(m[0], torch.arange(32) % 4 == 0)  # every 4th column from DC
-    for fn in (gaussian1d, vd2d):
-        a = fn(32, 32, 4, generator=_gen(5))
-        assert torch.equal(a, fn(32, 32, 4, generator=_gen(5)))
-        assert not torch.equal(a, fn(32, 32, 4, generator=_gen(6)))
+@pytest.mark.parametrize("w,accel", [(64, 4), (96, 8), (368, 4)])
+def test_uniform1d_is_fastmri_equispaced_fraction(w, accel):
+    """The outer lines are round(offset + m a) for fastMRI's adjusted spacing a (an
+    independent numpy rendering of ``EquispacedMaskFractionFunc``), for some offset < round(a)."""
+    c = len(_fastmri_centre(w, accel))
+    a = accel * (c - w) / (c * accel - w)
+    refs = []
+    for off in range(round(a)):
+        ref = np.zeros(w, dtype=bool)
+        ref[_fastmri_centre(w, accel)] = True
+        ref[np.around(np.arange(off, w - 1, a)).astype(int)] = True
+        refs.append(ref)
+    for seed in range(4):
+        row = centered(uniform1d(8, w, accel, generator=_gen(seed)))[0].numpy()
+        assert any(np.array_equal(row, r) for r in refs)
+    assert np.array_equal(centered(uniform1d(8, w, accel))[0].numpy(), refs[0])  # offset 0
+
+
+def test_random1d_columns_have_fastmri_probability():
+    """Each outer column is sampled with p = (w / R - c) / (w - c), as in RandomMaskFunc."""
+    w, accel, c = 64, 4, 5
+    freq = torch.stack([centered(random1d(2, w, accel, generator=_gen(s)))[0]
+                        for s in range(300)]).double().mean(0)
+    centre = torch.from_numpy(_fastmri_centre(w, accel))
+    outer = torch.ones(w, dtype=torch.bool)
+    outer[centre] = False
+    p = (w / accel - c) / (w - c)
+    assert (freq[centre] == 1).all()
+    assert float((freq[outer] - p).abs().max()) < 0.09  # 300 draws: sd 0.022
+
+
+def test_gaussian1d_small_sizes_keep_random_outer_lines():
+    """x8 on 64 columns: 3 centre lines (0.04 * 64) and 5 random ones outside, not a low-pass."""
+    row = centered(gaussian1d(64, 64, 8, generator=_gen(0)))[0]
+    assert int(row.sum()) == 8 and int(row[_fastmri_centre(64, 8)].sum()) == 3
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (96, 96), (320, 320), (368, 320)])
+def test_vd2d_fraction_centre_and_seed(h, w):
+    mask = vd2d(h, w, 6, generator=_gen(0))
+    assert mask.shape == (h, w) and mask.dtype == torch.bool and mask[0, 0]
+    assert int(mask.sum()) == round(h * w / 6)
+    acs = max(2, min(h, w) // 8)
+    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    assert centered(mask)[(ky**2 + kx**2) <= (acs / 2) ** 2].all()
+    assert torch.equal(mask, vd2d(h, w, 6, generator=_gen(0)))
+    assert not torch.equal(mask, vd2d(h, w, 6, generator=_gen(1)))
+
+
+def test_mri_mask_acs_override():
+    for pattern in ONE_D:
+        row = centered(MASKS[pattern](4, 64, 4, acs=10, generator=_gen(0)))[0]
+        assert row[27:37].all() and centre_lines(64, 4, 10) == 10
+    assert centre_lines(64, 4, 0.125) == 8 and centre_lines(320, 8) == 13
+    assert centre_lines(100, 3) == round(100 * 0.32 / 3)
+    assert torch.equal(vd2d(32, 32, 4, generator=_gen(0), acs=0.25),
+                       vd2d(32, 32, 4, generator=_gen(0), acs=8))
+    m = uniform1d(32, 32, 4, acs=0)  # no centre: every 4th column from DC
+    assert torch.equal(m[0], torch.arange(32) % 4 == 0)
+    op = make_operator("mri", (1, 64, 64), pattern="random1d", accel=8, acs=6, seed=3)
+    assert torch.equal(op.mask, random1d(64, 64, 8, acs=6, generator=_gen(3)))
 
 
 def test_mri_mask_validation():
@@ -319,8 +388,12 @@ def test_mri_mask_validation():
         uniform1d(32, 32, 1)
     with pytest.raises(ValueError, match="acs"):
         uniform1d(32, 32, 4, acs=32)
+    with pytest.raises(ValueError, match="acs"):
+        random1d(32, 32, 4, acs=1.5)
     with pytest.raises(ValueError, match="budget"):
         gaussian1d(32, 32, 8, acs=6, generator=_gen(0))
+    with pytest.raises(ValueError, match="budget"):
+        random1d(32, 32, 8, acs=0.5, generator=_gen(0))
     with pytest.raises(ValueError, match="budget"):
         vd2d(32, 32, 16, acs=10, generator=_gen(0))
 
@@ -355,7 +428,7 @@ def test_birdcage_maps():
 def test_make_operator_errors():
     with pytest.raises(ValueError, match="sr, inpaint, mri"):
         make_operator("deblur", (1, 16, 16))
-    with pytest.raises(ValueError, match="uniform1d, gaussian1d, vd2d"):
+    with pytest.raises(ValueError, match="uniform1d, random1d, gaussian1d, vd2d"):
         make_operator("mri", (1, 16, 16), pattern="radial")
     with pytest.raises(ValueError, match="box"):
         make_operator("inpaint", (1, 16, 16), mask="no-such-mask")

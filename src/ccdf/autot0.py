@@ -18,7 +18,8 @@ the evaluation ones) it sweeps t0, takes the smallest t0 within ``tol`` dB of th
 and stores k = (b^2/a^2)(t0*) / eps0 (eps0 as formed at run time, below) with the start's
 held-out error in ``autot0.json`` beside the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
 
-eps0 (per pixel, images in [0, 1]) comes from, in order:
+eps0 (per pixel, in the images' units; ``reconstruct.error_to_model`` turns it into model
+space) comes from, in order:
   * the start's held-out error stored with the calibration;
   * the restoration net's own held-out error saved with it (``heldout.mse_net``);
   * otherwise the classic initializer's error on a few images drawn from the prior itself
@@ -36,6 +37,7 @@ import torch
 
 from . import init as _init
 from . import io, metrics
+from .models.denoiser import data_scale, from_model
 from .samplers import solve
 from .schedules import n_prime
 
@@ -75,11 +77,14 @@ def residual(operator, y, x0_hat) -> float:
 
 
 def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0) -> float:
-    """Per-pixel MSE of the classic initializer on n samples of the prior (images in [0, 1])."""
-    s, c = model.image_size, model.channels
+    """Per-pixel MSE of the classic initializer on n samples of the prior (images in [0, 1];
+    a complex prior's samples at the operator's size, magnitude ~[0, 1])."""
+    c, h, w = operator.image_shape
+    cplx = bool(getattr(model, "complex", False))
     g = torch.Generator().manual_seed(seed)
-    res = solve(model, torch.zeros(n, c, s, s), steps=steps, t0=1.0, sampler="ddim", generator=g)
-    x = ((res.x + 1) / 2).clamp(0, 1)
+    z = torch.zeros(n, c, h, w, dtype=torch.complex64 if cplx else torch.float32)
+    res = solve(model, z, steps=steps, t0=1.0, sampler="ddim", generator=g)
+    x = res.x if cplx else from_model(model, res.x).clamp(0, 1)
     x_init = _init.classic(operator, operator.A(x))
     return float((x_init - x).abs().pow(2).mean())
 
@@ -133,21 +138,22 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     whose PSNR is within ``tol`` dB of the best, and returns {"k", "eps0", "t0_best", "steps",
     "n_images", "curve": [[t0, psnr], ...]}; k = (b^2/a^2)(t0*) / (eps0 + residual) in model
     space, the same eps0 that ``choose_t0`` forms at run time (so that it returns t0* here)."""
-    from .reconstruct import reconstruct
+    from .reconstruct import error_to_model, reconstruct
 
     y = operator.A(x)
     curve = []
     for t0 in grid:
         r = reconstruct(model, operator, y, x0_hat, t0=t0, steps=steps,
                         generator=torch.Generator().manual_seed(seed))
-        curve.append([float(t0), float(metrics.psnr(r.x.abs(), x).mean())])
+        curve.append([float(t0), float(metrics.psnr(r.x.abs(), x.abs()).mean())])
         if log:
             log(f"  t0 = {t0:<5g} PSNR {curve[-1][1]:.2f}")
     best = max(p for _, p in curve)
     t_best = min(t for t, p in curve if p >= best - tol)
     eps0 = float((x0_hat - x).abs().pow(2).mean())
     resid = residual(operator, y, x0_hat)
-    k = noise_to_signal(model.schedule, t_best) / (4.0 * max(eps0 + resid, 1e-12))
+    k = noise_to_signal(model.schedule, t_best) / (error_to_model(model, x0_hat)
+                                                   * max(eps0 + resid, 1e-12))
     return {"k": k, "eps0": eps0, "residual": resid, "t0_best": t_best, "psnr_best": best,
             "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
 
@@ -194,7 +200,9 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
         src = "classic initializer's MSE on 8 prior samples"
     resid = residual(operator, y, x0_hat)
     eps0 = base + resid + float(sigma_y) ** 2
-    t0 = t0_for_error(model.schedule, steps, 4.0 * eps0, mu, t0_min, k)  # model space [-1, 1]
+    from .reconstruct import error_to_model
+
+    t0 = t0_for_error(model.schedule, steps, error_to_model(model, x0_hat) * eps0, mu, t0_min, k)
     rule = (f"k = {k:.3g} (calibrated)" if k is not None else
             f"k = 1/sqrt(mu) - 1 = {1 / math.sqrt(mu) - 1:.3g} (Gaussian prior, mu = {mu})")
     reason = (f"eps0 = {eps0:.3g} per pixel ({src}: {base:.3g} + residual {resid:.3g} + "

@@ -4,6 +4,9 @@ images with the same network, in one run.
 Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psnr", "ssim",
 "seconds_per_image", "n_images"} plus "fd" for super-resolution):
   * the initial estimate (classic) and the feed-forward network alone;
+  * for MRI, the classical rows: zero-filled, and total-variation and L1-wavelet compressed
+    sensing (``ccdf.classical``, sigpy) with lambda chosen on the validation slices
+    (``datasets.validation_spec`` or ``val``), never on the evaluated ones;
   * the full-run baseline (t0 = 1: ILVR / score-SDE / score-MRI) at N = 1000 and N = 20;
   * CCDF at the paper's t0 grid with N = 100 and N = 1000, classic and feed-forward start,
     with auto t0 (calibrated: ``ccdf calibrate-t0``), and the mean of as many posterior
@@ -15,15 +18,20 @@ Rows (``results.json``: a list of {"method", "start", "nfe", "t0", "steps", "psn
 Also: the theory check (measured ||x_CCDF - x_full||^2 against the Theorem 1 bound) and the
 solver overhead (wall time of CCDF against N' bare network calls at batch 8).
 
+Complex images (``mri:...-complex`` data) are measured by a complex MRI operator; PSNR and
+SSIM compare magnitudes.  ``model="none"`` runs the rows that need no prior (the initial
+estimate, the feed-forward net, the classical rows).
+
 ``consistency`` (``--consistency``, a comma list): the data consistency of the CCDF and
 full-run rows (the first; projection by default); the t0 sweep runs once per entry.  With
-``coils`` (``--coils N``, MRI): multi-coil k-space of complex slices with ESPIRiT maps
-(``multicoil``), the CG-SENSE start, zero-filled RSS and compressed-sensing rows, and CCDF
-with each consistency (projection, gradient, cg by default).
+``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
+(``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps, and
+CCDF with each consistency (projection, gradient, cg by default).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -34,9 +42,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import autot0, datasets, init, io, metrics, theory
+from . import autot0, classical, datasets, init, io, metrics, theory
 from .consistency import randn_like
 from .models import load_model
+from .models.denoiser import data_scale, to_model
 from .operators import make_operator
 from .reconstruct import reconstruct
 from .schedules import n_prime
@@ -47,11 +56,12 @@ ASSET_MODELS = datasets.ASSETS / "models"
 
 @dataclass
 class Setup:
-    """One bench problem: images x (N, C, H, W) in [0, 1], their measurement y, the starts."""
+    """One bench problem: images x (N, C, H, W) (real in [0, 1]; MRI: complex or real, not
+    clipped), their measurement y, the starts."""
 
     name: str
     task: dict
-    model: object
+    model: object                     # the prior, None for model="none"
     op: object
     x: Tensor
     y: Tensor
@@ -59,6 +69,7 @@ class Setup:
     restorer_meta: dict = field(default_factory=dict)
     start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
+    notes: list = field(default_factory=list)    # what was left out, and why (logged)
 
 
 def _asset(name: str) -> Path | None:
@@ -67,39 +78,57 @@ def _asset(name: str) -> Path | None:
 
 
 def default_restorer(task: dict) -> Path | None:
-    """The embedded restorer for the embedded tasks (SR x4 average pooling, MRI x4 uniform 1D)."""
+    """The embedded restorer for the embedded tasks (SR x4 average pooling; MRI: the unrolled
+    start for any Cartesian mask)."""
     if task["task"] == "sr" and task.get("factor") == 4 and task.get("kernel", "avg") == "avg":
         return _asset("restorer-sr4")
-    if task["task"] == "mri" and task.get("pattern") == "uniform1d" and task.get("accel") == 4 \
-            and task.get("acs") is None:
-        return _asset("restorer-mri4")
+    if task["task"] == "mri":
+        return _asset("restorer-mri")
     return None
 
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
                n_images: int | None = None, restorer: str = "default",
-               extras: bool = True) -> Setup:
-    """Load the model, the images (a ``datasets.load`` spec; default: the embedded sample),
-    the operator, the measurement and the initial estimates (and, with ``extras``, the SR
-    comparison models and the FD classifier)."""
+               extras: bool = True, model_config=(), class_label: int | None = None) -> Setup:
+    """Load the model (``model_config``: a checkpoint's settings; ``class_label``: the class of
+    a class-conditional model), the images (a ``datasets.load`` spec; default: the embedded
+    sample), the operator, the measurement and the initial estimates (and, with ``extras``,
+    the SR comparison models and the FD classifier)."""
+    from .models.denoiser import check_class_label
     from .models.restorer import load_restorer
 
     kind = task["task"]
     mpath = (ASSET_MODELS / ("default-mri" if kind == "mri" else "default-image")
              if model == "default" else Path(model))
-    m = load_model(mpath)
+    m = None if model == "none" else load_model(mpath, config=tuple(model_config))
+    if m is not None:
+        m.class_label = check_class_label(m, class_label, str(mpath))
     if data is None:
         data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
-    x = datasets.load(data, size=m.image_size, channels=m.channels)
-    x = x[:n_images] if n_images else x
-    op = make_operator(kind, x.shape[1:], **{k: v for k, v in task.items() if k != "task"})
-    y = op.A(x)
+    x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
+    if n_images and n_images < len(x):  # MRI sets: spread over the set (slices, then OOD kinds)
+        x = x[torch.linspace(0, len(x) - 1, n_images).round().long()] \
+            if data.startswith("mri:") else x[:n_images]
+    extras_ = {}
+    if kind == "mri" and task.get("coils"):  # simulated coils, ESPIRiT maps (``multicoil``)
+        from . import multicoil
+
+        op, y, extras_["zero_filled"] = multicoil.problem(x, task)
+        extras_["multicoil"] = {"data": data}
+    else:
+        op = _operator(task, x, bool(getattr(m, "complex", False)))
+        y = op.A(x)
     s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
-              starts={"classic": init.classic(op, y)})
+              starts={"classic": init.classic(op, y)}, extras=extras_)
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
-    if rpath is not None:
-        net = load_restorer(rpath)
+    net = load_restorer(rpath) if rpath is not None else None
+    fits = net.fits(op) if net is not None and hasattr(net, "fits") else True
+    if fits is not True and restorer != "default":
+        raise ValueError(f"restorer {rpath}: {fits}")
+    if fits is not True:
+        s.notes.append(f"feed-forward start ({rpath.name}) left out: {fits}")
+    elif net is not None:
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
@@ -111,6 +140,29 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
         if (fid.DEFAULT / "config.json").exists():
             s.extras["extractor"] = fid.load_classifier()
     return s
+
+
+def _operator(task: dict, x: Tensor, complex_prior: bool = False):
+    """The task's operator for images x (complex x or a complex prior: a complex MRI operator)."""
+    params = {k: v for k, v in task.items() if k != "task"}
+    if task["task"] == "mri" and (x.is_complex() or complex_prior):
+        params["complex_image"] = True
+    return make_operator(task["task"], x.shape[1:], **params)
+
+
+def validation_setup(s: Setup, spec: str, n: int | None = None) -> tuple[Tensor, Tensor]:
+    """Validation images (spec, ``n`` of them spread over the set) of s's size and kind and
+    their measurement by s's operator: (x_val, y_val)."""
+    x = datasets.load(spec)
+    if tuple(x.shape[1:]) != tuple(s.x.shape[1:]) or x.is_complex() != s.x.is_complex():
+        def kind(t):
+            return f"{'complex' if t.is_complex() else 'real'} {tuple(t.shape[1:])}"
+
+        raise ValueError(f"validation set {spec} holds {kind(x)} images; the evaluation "
+                         f"images are {kind(s.x)}")
+    if n and n < len(x):
+        x = x[torch.linspace(0, len(x) - 1, n).round().long()]
+    return x, s.op.A(x)
 
 
 def _task_name(task: dict) -> str:
@@ -132,8 +184,8 @@ class Bench:
             t0=None, steps=None) -> dict:
         s = self.s
         row = {"method": method, "start": start, "nfe": int(nfe), "t0": t0, "steps": steps,
-               "psnr": float(metrics.psnr(x_hat.abs(), s.x).mean()),
-               "ssim": float(metrics.ssim(x_hat.abs(), s.x).mean()),
+               "psnr": float(metrics.psnr(x_hat.abs(), s.x.abs()).mean()),
+               "ssim": float(metrics.ssim(x_hat.abs(), s.x.abs()).mean()),
                "seconds_per_image": seconds / len(s.x), "n_images": len(s.x)}
         if "extractor" in s.extras:
             from .fid import frechet
@@ -165,10 +217,59 @@ class Bench:
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
 
-    def full_runs(self, steps=(1000, 20)) -> None:
-        """The full-run baseline (t0 = 1) from the classic start at each N."""
+    def classical_rows(self, val: tuple | None, kinds=classical.KINDS,
+                  iters: int = 100) -> dict:
+        """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
+        chosen on the validation images ``val`` = (x_val, y_val[, op_val]) (``classical.
+        choose_lambda``; op_val: their own operator, default s.op); without ``val`` or sigpy
+        only the zero-filled row (multi-coil: the RSS of the zero-filled coil images).
+        Returns {kind: {lambda, table}}."""
+        s = self.s
+        tic = time.perf_counter()
+        zf = s.extras.get("zero_filled")
+        zf = s.op.clamp(s.op.A_pinv(s.y)) if zf is None else zf
+        self.add("zero-filled" + (" RSS" if "zero_filled" in s.extras else ""), zf, 0,
+                 time.perf_counter() - tic)
+        if val is None:
+            self.log("  compressed sensing skipped: no validation set to choose lambda on "
+                     "(give one with --val)")
+            return {}
+        try:
+            classical._sigpy()
+        except ImportError as e:
+            self.log(f"  compressed sensing skipped: {e}")
+            return {}
+        chosen = {}
+        for kind in kinds:
+            tic = time.perf_counter()
+            lam, table = classical.choose_lambda(val[2] if len(val) > 2 else s.op, val[1],
+                                                 val[0], kind, iters=iters)
+            spent = time.perf_counter() - tic
+            self.log(f"  {classical.NAMES[kind]}: lambda {lam:g} chosen on {len(val[0])} "
+                     f"validation images ({spent:.1f} s): "
+                     + ", ".join(f"{lm:g}: {p:.2f}" for lm, p in table))
+            tic = time.perf_counter()
+            xh = s.op.clamp(classical.cs_reconstruct(s.op, s.y, kind, lam, iters))
+            row = self.add(f"CS {classical.NAMES[kind]} (sigpy), lambda={lam:g}", xh, 0,
+                           time.perf_counter() - tic, steps=iters)
+            row["lambda"] = lam
+            chosen[kind] = {"lambda": lam, "table": table, "n_val": len(val[0]),
+                            "choice_seconds": spent}
+        return chosen
+
+    def full_runs(self, steps=(1000, 20), images: int | None = None) -> None:
+        """The full-run baseline (t0 = 1) from the classic start at each N; with ``images``,
+        runs of N > 100 use only the first ``images`` images (their row says how many)."""
         for n in steps:
-            self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
+            if images and n > 100 and images < len(self.s.x):
+                k = images
+                sub = Bench(dataclasses.replace(
+                    self.s, x=self.s.x[:k], y=self.s.y[:k],
+                    starts={key: v[:k] for key, v in self.s.starts.items()}), self.seed, self.log)
+                row = sub.ccdf(f"full run (t0=1), N={n}, first {k} image(s)", "classic", 1.0, n)
+                self.rows.append(row)
+            else:
+                self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
 
     def sweep(self, grid=T0_GRID, steps=(100, 1000)) -> dict:
         """PSNR against t0 for each start and N.  t0 = 1 reuses the full-run row, or else the
@@ -182,7 +283,8 @@ class Bench:
                 for t0 in grid:
                     row = None
                     if t0 == 1.0:
-                        row = (None if tag else self._find(f"full run (t0=1), N={n}")) or \
+                        row = (None if tag else self._find(f"full run (t0=1), N={n}") or
+                               self._find(f"full run (t0=1), N={n}, first")) or \
                             self._find(f"CCDF classic start, N={n}, t0=1.0{tag}")
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
                                            t0, n)
@@ -260,7 +362,7 @@ class Bench:
 
     # ------------------------------------------------------------------ checks
     def theory_check(self, t0: float = 0.2, steps: int = 100) -> dict:
-        """Measured ||x_CCDF - x_full||^2 (per pixel, model space [-1, 1]) against the Theorem 1
+        """Measured ||x_CCDF - x_full||^2 (per pixel, the model's data space) against the Theorem 1
         bound with the measured eps_{N'} = ||x_{N'}^CCDF - x_{N'}^full||^2 (DDPM, projection)."""
         s = self.s
         n_p = n_prime(t0, steps)
@@ -275,10 +377,10 @@ class Bench:
         ccdf = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=t0, steps=steps,
                            generator=self.gen())
         grid = s.model.schedule.grid(steps)
-        x_m = 2 * s.starts["classic"] - 1
+        x_m = to_model(s.model, s.starts["classic"])
         start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
         eps_np = float((start - seen["x"]).abs().pow(2).mean())
-        measured = float((2 * ccdf.x - 2 * full.x).abs().pow(2).mean())
+        measured = float((data_scale(s.model) * (ccdf.x - full.x)).abs().pow(2).mean())
         tau_ = theory.tau(s.op, tuple(s.x.shape[1:]))
         from .samplers.steps import make_sampler
 
@@ -329,50 +431,76 @@ def machine() -> dict:
 def run_bench(task: dict, out, *, model: str = "default", data: str | None = None,
               restorer: str = "default", quick: bool = False, peers: bool = False,
               n_images: int | None = None, seed: int = 0, command: str = "", log=print,
+              val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
+              full_steps=None, full_images: int | None = None, checks: bool = True,
+              model_config=(), class_label: int | None = None,
               consistency: str | None = None) -> dict:
-    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``."""
+    """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
+
+    ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
+    ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
+    of the compressed-sensing solvers; ``grid``/``sweep_steps``: the t0 grid and N of the
+    sweeps; ``full_steps``/``full_images``: the full runs' N and (for N > 100) how many images
+    they use (default N = 1000 and 20; quick multi-coil: 100 and 20); ``checks``: the theory
+    check and the overhead measurement; ``consistency``: a comma list (see the module
+    docstring)."""
     from .consistency import CONSISTENCY
 
     out = Path(out)
     n = n_images or (4 if quick else None)
-    multi = task["task"] == "mri" and task.get("coils")
+    multi = task["task"] == "mri" and bool(task.get("coils"))
     conses = (consistency or ("projection,gradient,cg" if multi else "projection")).split(",")
     for c in conses:
         if c not in CONSISTENCY:
             raise ValueError(f"unknown consistency {c!r}; choose from {', '.join(CONSISTENCY)}")
-    if multi:
-        from . import multicoil
-
-        s = multicoil.make_setup(task, model, data, n, seed)
-    else:
-        s = make_setup(task, model, data, n, restorer)
-    log(f"bench {s.name}: {len(s.x)} images, model {model}")
+    full_steps = full_steps or ((100, 20) if multi and quick else (1000, 20))
+    s = make_setup(task, model, data, n, restorer, model_config=model_config,
+                   class_label=class_label)
+    log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
+        f"{' complex' if s.x.is_complex() else ''}, model {model}")
+    for note in s.notes:
+        log(f"  {note}")
     b = Bench(s, seed, log, conses[0])
     b.initial()
-    extra = {"multicoil": {**s.extras["multicoil"], "cs": multicoil.rows(b, log, quick)}} \
-        if multi else {}
-    b.full_runs((100, 20) if multi and quick else (1000, 20))  # quick multi-coil: no N = 1000
+    cs = {}
+    if task["task"] == "mri":
+        val = val or datasets.validation_spec(data or "mni152:sample")
+        n_val = 2 if quick else None
+        if multi:
+            from . import multicoil
+
+            vs = multicoil.validation(val, task, n_val) if val else None
+        else:
+            vs = validation_setup(s, val, n_val) if val else None
+        cs = b.classical_rows(vs, iters=cs_iters)
+    if s.model is None:
+        res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
+               "classical": cs, "theory": None, "overhead": None, "machine": machine(),
+               "command": command, "n_images": len(s.x), "quick": quick}
+        from .bench_report import write_outputs
+
+        write_outputs(res, b, out)
+        return res
+    b.full_runs(full_steps, full_images)
     curves = {}
-    for c in conses:
+    for c in conses:  # one sweep per consistency; the other rows use the first
         b.consistency = c
-        curves.update(b.sweep((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID,
-                              (100,) if quick else (100, 1000)))
+        curves.update(b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
+                              sweep_steps or ((100,) if quick else (100, 1000))))
     b.consistency = conses[0]
-    try:
-        auto = b.auto()
-    except (ValueError, RuntimeError) as e:  # e.g. no prior-sample estimate for this operator
-        log(f"  auto t0: skipped ({e})")
-        auto = {}
+    auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":
         b.sr_baselines()
     if peers:
         b.peers(quick)
-    th = b.theory_check()
-    oh = b.overhead(reps=1 if quick else 3, batch=len(s.x) if multi else 8)  # maps per image
+    th = b.theory_check() if checks else None
+    oh = b.overhead(reps=1 if quick else 3, batch=len(s.x) if multi else 8) \
+        if checks else None  # multi-coil: the maps are per image
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
-           "theory": th, "overhead": oh, "machine": machine(), "command": command,
-           "n_images": len(s.x), "quick": quick, "consistency": conses, **extra}
+           "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
+           "command": command, "n_images": len(s.x), "quick": quick, "consistency": conses,
+           **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

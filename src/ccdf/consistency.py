@@ -18,9 +18,9 @@ Both are affine with linear part of norm <= 1 (non-expansive), the condition of 
   Large-Scale Inverse Problems", ICLR 2024): acts on the denoised (Tweedie) estimate x0_hat of
   the iterate, not on the iterate: M conjugate-gradient iterations on the data term started
   from x0_hat, x0_hat <- argmin ||A x - y||^2 over x0_hat + K_M(A^H A, A^H (y - A x0_hat)),
-  then the reverse step re-noises the result with the network's eps
-  (``samplers.solve``: steps use x_i = a_i x0_hat + b_i eps_hat).  Works for every operator
-  with no pseudo-inverse in closed form (multi-coil MRI) at M operator pairs per step.
+  then re-noised with the network's eps: the loop (``samplers.solve``) steps from
+  x_i = a_i x0_hat' + b_i eps_hat.  Works for every operator, also with no pseudo-inverse in
+  closed form (multi-coil MRI), at M operator pairs per step.
 """
 
 from __future__ import annotations
@@ -133,6 +133,35 @@ class ConjugateGradient(_Consistency):
         else:
             d = cg(lambda v: v + g * op.A_adjoint(op.A(v)), g * r, n_iter=self.iters, tol=self.tol)
         return x0 + d
+
+
+class RealImage:
+    """The image is known to be real (a magnitude whose phase the operator carries):
+    Im x <- b Im z, the replacement of the measurement Im x_0 = 0 diffused to level (a, b).
+    An orthogonal projection onto an affine set, so non-expansive; chained after a data
+    consistency it is one more POCS step."""
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        if not x.is_complex():
+            return x
+        im = b * torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device) \
+            if b > 0 else torch.zeros_like(x.real)
+        return torch.complex(x.real, im)
+
+
+class Chain:
+    """Consistency steps applied in order (each non-expansive, so is their composition).
+    A chain led by a step on the Tweedie estimate (``tweedie``, ``ConjugateGradient``) is one
+    too: the steps after it act on x0_hat, at its clean level (a, b) = (1, 0)."""
+
+    def __init__(self, *steps):
+        self.steps = steps
+        self.tweedie = bool(steps) and bool(getattr(steps[0], "tweedie", False))
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        for k, step in enumerate(self.steps):
+            x = step(x, *((1.0, 0.0) if self.tweedie and k else (a, b)), generator)
+        return x
 
 
 CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "cg": ConjugateGradient}

@@ -9,12 +9,19 @@ Built-in (no download; each comes from a package):
                                (Debian package ``mricron-data``, ch2bet.nii.gz): a second brain.
   fashion-mnist:sample, mni152:sample   the evaluation images committed in the package
                                (48 Fashion-MNIST test images; the 16 held-out MNI152 slices).
+  mri:SET[-complex]            the MRI evaluation sets committed in assets/data/mri (written by
+                               scripts/make_mri_eval.py; ``mri_set``), at their own size, NOT
+                               clipped (volume 99.5th percentile = 1): heldout256 (the held-out
+                               axial band, native 1 mm), val64/val128/val256 (the margin slices,
+                               for choosing lambda and t0), ood64/ood128/ood256 (Shepp-Logan,
+                               MNI152 sagittal and coronal); -complex adds a smooth phase.
 Anything else is a path: a folder of images, a NIfTI volume, a .npy stack or a fastMRI .h5 file.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +49,51 @@ def sample(name: str) -> Tensor:
     a = io.read_npy(ASSETS / SAMPLES[name])
     x = torch.from_numpy(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0))
     return x[:, None]
+
+
+MRI_DIR = ASSETS / "data" / "mri"
+MRI_SETS = ("heldout256", "val64", "val128", "val256", "ood64", "ood128", "ood256")
+
+
+def smooth_phase(coef, h: int, w: int) -> Tensor:
+    """(N, H, W) float64 phase maps phi = c0 + c1 u + c2 v + c3 u^2 + c4 u v + c5 v^2 for
+    coefficients ``coef`` (N, 6), u (columns) and v (rows) in [-1, 1]."""
+    c = torch.as_tensor(coef, dtype=torch.float64)
+    v, u = torch.meshgrid(torch.linspace(-1, 1, h, dtype=torch.float64),
+                          torch.linspace(-1, 1, w, dtype=torch.float64), indexing="ij")
+    basis = torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v])  # (6, H, W)
+    return torch.einsum("nk,khw->nhw", c, basis)
+
+
+def mri_set(name: str) -> Tensor:
+    """A committed MRI evaluation set: ``heldout256``, ``val64`` ... ``ood256``, with
+    ``-complex`` for the version with its smooth phase (``smooth_phase``, coefficients in
+    index.json).  Returns (N, 1, H, W) float32 (complex64 with -complex), magnitude scaled so
+    that the volume's 99.5th percentile is 1 and not clipped.  See scripts/make_mri_eval.py."""
+    base, _, kind = name.partition("-")
+    if base not in MRI_SETS or kind not in ("", "complex"):
+        raise ValueError(f"unknown MRI set {name!r}; choose one of "
+                         f"{', '.join(MRI_SETS)} (optionally with -complex)")
+    x = torch.from_numpy(io.read_npy(MRI_DIR / f"{base}.npy").astype(np.float32))
+    if kind == "complex":
+        meta = json.loads((MRI_DIR / "index.json").read_text())["sets"][base]
+        x = torch.polar(x, smooth_phase(meta["phase"], *x.shape[-2:]).float())
+    return x[:, None].contiguous()
+
+
+def validation_spec(spec: str) -> str | None:
+    """The validation set that goes with an evaluation data spec (to choose lambda and t0 on,
+    never on the evaluation images): mri:heldout256[-complex] and mri:oodN[-complex] ->
+    mri:val256 / mri:valN (same size and kind), mni152:sample -> mni152:val; else None."""
+    name, _, split = spec.partition(":")
+    if name == "mni152" and split in ("sample", "heldout"):
+        return "mni152:val"
+    if name == "mri":
+        base, _, kind = split.partition("-")
+        for prefix in ("heldout", "ood"):
+            if base.startswith(prefix) and base in MRI_SETS:
+                return f"mri:val{base[len(prefix):]}" + (f"-{kind}" if kind else "")
+    return None
 
 
 def sample_indices() -> Tensor:
@@ -186,10 +238,17 @@ def mni152(split: str = "train", size: int = 64) -> Tensor:
 
 
 def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
-    """Resolve a data spec (built-in name or path) to (N, C, H, W) float32 in [0, 1]."""
+    """Resolve a data spec (built-in name or path) to (N, C, H, W) float32 in [0, 1]
+    (``mri:`` sets: their own size, complex or real, not clipped; ``size`` must match)."""
     name, _, split = spec.partition(":")
     if split == "sample" and name in SAMPLES:
         return sample(name)
+    if name == "mri":
+        x = mri_set(split)
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            raise ValueError(f"{spec} holds {x.shape[-2]}x{x.shape[-1]} images but "
+                             f"{size}x{size} were asked for (the model's size)")
+        return x
     if name == "fashion-mnist":
         return fashion_mnist(split or "train")
     if name == "mni152":
@@ -202,7 +261,8 @@ def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
         return torch.cat([mni152("train", size or 64), colin])
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"data not found: {spec} (built-in: fashion-mnist, mni152, brains)")
+        raise FileNotFoundError(f"data not found: {spec} (built-in: fashion-mnist, mni152, "
+                                f"brains, mri:{'|'.join(MRI_SETS)}[-complex])")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if io.suffix_of(p) in io.IMAGE_SUFFIXES)
         if not files:

@@ -1,9 +1,11 @@
 """Initial estimates x0_hat (the "come closer" start): classic ones and feed-forward networks.
 
-All work on images in [0, 1], (B, C, H, W); y is the operator's measurement.
+All work on images (B, C, H, W) in the operator's ``value_range`` ([0, 1]; MRI: >= 0 and not
+clipped above); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^T y (real part for real images).
+* MRI: the zero-filled reconstruction A^+ y (minimum-norm least squares: F^H M y for complex
+  images; for real images the Hermitian-symmetric average, see ``operators.mri``).
 """
 
 from __future__ import annotations
@@ -17,20 +19,22 @@ from .operators import MRI, Inpainting, SuperResolution, upsample_bicubic
 def classic(operator, y: Tensor) -> Tensor:
     """The classic initial estimate for ``operator``'s measurement y (images in [0, 1])."""
     if isinstance(operator, SuperResolution):
-        return upsample_bicubic(y, operator.factor).clamp(0, 1)
+        return operator.clamp(upsample_bicubic(y, operator.factor))
     if isinstance(operator, Inpainting):
         m = operator.A(torch.ones_like(y)).to(y.dtype)
         fill = (y * m).flatten(2).sum(2) / m.flatten(2).sum(2).clamp_min(1)
         return y * m + (1 - m) * fill[..., None, None]
     if isinstance(operator, MRI):
-        x = operator.A_pinv(y)
-        return x if operator.complex_image else x.clamp(0, 1)
+        return operator.clamp(operator.A_pinv(y))
     return operator.A_pinv(y)
 
 
 def feed_forward(net, operator, y: Tensor) -> Tensor:
-    """A trained restoration network applied to the classic estimate (the talk's
-    "feed-forward network correction"): net maps classic(y) (B, C, H, W) -> x0_hat."""
+    """A trained restoration network applied to the classic estimate (the feed-forward
+    correction of Chung, Sim & Ye, Sec. 3): net maps classic(y) (B, C, H, W) -> x0_hat.
+    A network with ``restore(operator, y)`` (the unrolled MRI start) is given the operator."""
+    if hasattr(net, "restore"):
+        return net.restore(operator, y)
     x = classic(operator, y)
     with torch.no_grad():
-        return net(x).clamp(0, 1)
+        return operator.clamp(net(x))

@@ -41,9 +41,9 @@ class PatchSampler:
             ph, pw = max(margin, (patch - s.shape[0] + 1) // 2), max(margin, (patch - s.shape[1] + 1) // 2)
             self.slices.append(torch.from_numpy(np.pad(s, ((ph, ph), (pw, pw)))))
 
-    def phase(self, b: int, g: torch.Generator) -> Tensor:
+    def phase(self, b: int, g: torch.Generator, p: int | None = None) -> Tensor:
         """(B, P, P) smooth random phase maps in radians."""
-        p = self.patch
+        p = p or self.patch
         u = torch.linspace(-0.5, 0.5, p)
         phi0 = 2 * math.pi * torch.rand(b, 1, 1, generator=g)
         grad = torch.randn(b, 2, 1, 1, generator=g) * 1.5  # radians across a patch
@@ -56,13 +56,15 @@ class PatchSampler:
         phi = torch.where((kind < self.p_const + self.p_real).view(-1, 1, 1), phi0.expand(b, p, p), phi)
         return torch.where((kind < self.p_real).view(-1, 1, 1), torch.zeros_like(phi), phi)
 
-    def __call__(self, b: int, g: torch.Generator) -> Tensor:
-        """A batch (B, 2, P, P): real and imaginary parts of augmented patches."""
-        p = self.patch
+    def __call__(self, b: int, g: torch.Generator, size: int | None = None) -> Tensor:
+        """A batch (B, 2, P, P): real and imaginary parts of augmented patches (P = size)."""
+        p = size or self.patch
         out = torch.empty(b, p, p)
         idx = torch.randint(len(self.slices), (b,), generator=g)
         for n, i in enumerate(idx.tolist()):
             s = self.slices[i]
+            if min(s.shape) < p:
+                s = F.pad(s, (0, max(0, p - s.shape[1]), 0, max(0, p - s.shape[0])))
             r = int(torch.randint(s.shape[0] - p + 1, (1,), generator=g))
             c = int(torch.randint(s.shape[1] - p + 1, (1,), generator=g))
             q = s[r:r + p, c:c + p]
@@ -72,5 +74,5 @@ class PatchSampler:
             out[n] = torch.rot90(q, k, (0, 1))
         lo, hi = self.scale
         out = out * (lo + (hi - lo) * torch.rand(b, 1, 1, generator=g))
-        z = torch.polar(out, self.phase(b, g))
+        z = torch.polar(out, self.phase(b, g, p))
         return torch.stack([z.real, z.imag], 1).contiguous()

@@ -9,6 +9,8 @@ Every schedule writes the forward marginal as ``x_t = a(t) x_0 + b(t) z``, ``z ~
 
 A sampling grid of N steps is ``t_i = i / N`` (i = 0..N); CCDF runs only the last
 ``N' = round(t0 N)`` of them, starting from ``forward(x0_hat, t0)`` (the "come closer" jump).
+A discrete K-step model (a ``table`` VP schedule) may instead put its grid on training steps
+k_1 < ... < k_N chosen by a ``spacing`` rule, t_i = (k_i + 1) / K (``discrete_timesteps``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,39 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["VPSchedule", "VESchedule", "Grid", "schedule_from_dict", "n_prime"]
+__all__ = ["VPSchedule", "VESchedule", "Grid", "schedule_from_dict", "n_prime",
+           "discrete_timesteps", "SPACINGS"]
+
+#: timestep spacings of a discrete schedule (diffusers' ``timestep_spacing`` values)
+SPACINGS = ("trailing", "leading", "linspace")
+
+
+def discrete_timesteps(k: int, steps: int, spacing: str = "trailing", offset: int = 0) -> list:
+    """The N training steps (ascending, in 0..K-1) that a discrete K-step model is sampled at.
+
+    As diffusers' ``DDPMScheduler.set_timesteps`` chooses them (``timestep_spacing``):
+    trailing: round(i K / N) - 1 for i = 1..N (ccdf's t_i = i/N snapped to training steps:
+    exactly i K/N - 1 when N divides K); leading: i (K // N) + offset for i = 0..N-1;
+    linspace: round(i (K - 1) / (N - 1)), i = 0..N-1 (guided-diffusion's respacing "N").
+    """
+    import numpy as np
+
+    k, n = int(k), int(steps)
+    if not 1 <= n <= k:
+        raise ValueError(f"steps must be in 1..{k} for this {k}-step model, got {steps}")
+    if spacing == "trailing":
+        ts = np.round(np.arange(k, 0, -k / n)).astype(np.int64) - 1
+    elif spacing == "leading":
+        ts = (np.arange(0, n) * (k // n)).round().astype(np.int64) + int(offset)
+    elif spacing == "linspace":
+        ts = np.linspace(0, k - 1, n).round().astype(np.int64)
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r} ({', '.join(SPACINGS)})")
+    ts = sorted(int(v) for v in ts)
+    if len(set(ts)) != n or ts[0] < 0 or ts[-1] > k - 1:
+        raise ValueError(f"{spacing} spacing with offset {offset} gives no {n} distinct steps "
+                         f"in 0..{k - 1}")
+    return ts
 
 
 def _t64(t) -> Tensor:
@@ -87,7 +121,10 @@ class VPSchedule(_Schedule):
     cosine: Nichol & Dhariwal's cos^2 schedule with offset s, time rescaled so that
       alpha_bar(1) = alpha_bar_min (keeps every reverse step well conditioned).
     table: ``alphas_cumprod`` of a discrete K-step model, entry k at t = (k+1)/K,
-      log-linearly interpolated, alpha_bar(0) = 1.
+      log-linearly interpolated, alpha_bar(0) = 1.  ``spacing`` ('' or one of ``SPACINGS``,
+      with ``steps_offset`` for 'leading') puts the grid of N steps on training steps
+      (``discrete_timesteps``), so that the network only sees the steps it was trained at;
+      '' keeps t_i = i/N.
     """
 
     beta: str = "linear"
@@ -96,6 +133,8 @@ class VPSchedule(_Schedule):
     cosine_s: float = 0.008
     alpha_bar_min: float = 1e-4
     table: tuple = field(default=())
+    spacing: str = ""
+    steps_offset: int = 0
     kind: str = field(default="vp", init=False)
 
     def __post_init__(self):
@@ -103,6 +142,20 @@ class VPSchedule(_Schedule):
             raise ValueError(f"unknown VP beta schedule {self.beta!r} (linear, cosine, table)")
         if self.beta == "table" and len(self.table) < 2:
             raise ValueError("a 'table' VP schedule needs alphas_cumprod with at least 2 entries")
+        if self.spacing and (self.spacing not in SPACINGS or self.beta != "table"):
+            raise ValueError(f"spacing {self.spacing!r} needs a 'table' schedule and one of "
+                             f"{', '.join(SPACINGS)}")
+
+    def grid(self, steps: int) -> Grid:
+        if not self.spacing:
+            return super().grid(steps)
+        if int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        k = len(self.table)
+        ts = discrete_timesteps(k, int(steps), self.spacing, self.steps_offset)
+        t = torch.tensor([0.0] + [(v + 1) / k for v in ts], dtype=torch.float64)
+        ab = torch.tensor((1.0,) + tuple(self.table[v] for v in ts), dtype=torch.float64)
+        return Grid(t=t, a=ab.sqrt(), b=(1 - ab).clamp_min(0).sqrt())
 
     def alpha_bar(self, t) -> Tensor:
         t = _t64(t)

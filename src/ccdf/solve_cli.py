@@ -24,7 +24,8 @@ def run(a) -> int:
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
         samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
-        compile=a.compile, half=a.half, consistency=a.consistency, coil_maps=a.coil_maps,
+        compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
+        class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
         complex_output=a.complex_output)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
@@ -73,6 +74,9 @@ def add_solve_parser(sub) -> None:
                    "the solver)")
     s.add_argument("--model", default="default",
                    help="default (default-mri for mri, default-image otherwise) or a model PATH")
+    from .cli import _add_model_args
+
+    _add_model_args(s, labels_file=True)
     s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer")
     s.add_argument("--t0", default="0.2", help="FLOAT in (0, 1] or auto")
     s.add_argument("--steps", type=int, default=100, help="N of the full schedule")

@@ -53,6 +53,19 @@ def cmd_train_restorer(a) -> int:
 
     task = _task(a)
     cfg = _config(a)
+    if a.any_mask:
+        from .models.mri_restorer import train_mri_restorer
+        from .patches import PatchSampler
+
+        if task["task"] != "mri":
+            raise CLIError("--any-mask trains the unrolled MRI start: --task mri")
+        cfg.channels = 2
+        sizes = tuple(int(v) for v in a.sizes.split(","))
+        out = train_mri_restorer(cfg, PatchSampler(datasets.native_set(a.data), patch=max(sizes)),
+                                 a.out, sizes=sizes, iters=a.iters, resume=not a.restart,
+                                 progress=not a.no_progress)
+        print(f"MRI restoration network (any mask) written to {out}")
+        return 0
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
     out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
@@ -147,6 +160,11 @@ def add_train_parsers(sub) -> None:
     r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
     r.add_argument("--channels", type=int, default=1)
     r.add_argument("--layers", type=int, default=1)
+    r.add_argument("--any-mask", action="store_true",
+                   help="MRI: the unrolled complex start for any Cartesian mask and size, trained "
+                        "on native-resolution crops (data: brains-native or NIfTI) with random masks")
+    r.add_argument("--sizes", default="64,96,128", help="--any-mask: crop sizes, one per batch")
+    r.add_argument("--iters", type=int, default=3, help="--any-mask: unrolled iterations")
     _common(r, 5e-4, 3000, 0.995)
     _add_task_args(r)
     r.set_defaults(func=cmd_train_restorer)

@@ -37,6 +37,23 @@ class Restorer(nn.Module):
         t = torch.zeros(x.shape[0], dtype=p.dtype, device=x.device)
         return x + self.unet((2 * x - 1).to(p.dtype), t).sample.to(x.dtype) / 2
 
+    def fits(self, op):
+        """True if this network was trained for measurements of ``op``, else why not (one line).
+
+        An MRI restorer takes only real images sampled with the mask it was trained on."""
+        if self.task.get("task") != "mri":
+            return True
+        if getattr(op, "complex_image", False):
+            return ("the restoration network takes real images, this k-space is complex")
+        try:
+            same = bool(torch.equal(self.operator(op.image_shape).mask.cpu(), op.mask.cpu()))
+        except ValueError:
+            same = False
+        if not same:
+            return ("the measurement's sampling mask is not the one the restoration network was "
+                    f"trained on ({self.task.get('pattern')} x{self.task.get('accel')})")
+        return True
+
     def operator(self, image_shape):
         return make_operator(self.task["task"], image_shape,
                              **{k: v for k, v in self.task.items() if k != "task"})
@@ -65,8 +82,14 @@ def load_restorer(folder) -> Restorer:
     ucfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["unet"].items()}
     unet = UNet2DModel(**ucfg)
     unet.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    meta = {k: v for k, v in cfg.items() if k not in ("format", "version", "unet", "task")}
-    net = Restorer(unet, cfg["task"], meta).eval()
+    meta = {k: v for k, v in cfg.items()
+            if k not in ("format", "version", "unet", "task", "kind", "iters")}
+    if cfg.get("kind") == "mri-unrolled":
+        from .mri_restorer import MRIRestorer
+
+        net = MRIRestorer(unet, cfg.get("iters", 3), meta).eval()
+    else:
+        net = Restorer(unet, cfg["task"], meta).eval()
     net.source = folder  # names the start in the auto-t0 calibration (``autot0.start_key``)
     return net
 

@@ -110,8 +110,10 @@ def train(cfg: TrainConfig, data, out: str | Path, *, resume: bool = True,
 
 
 def warm_start(net: nn.Module, folder) -> None:
-    """Copy the weights of a ccdf model folder into ``net``; the input and output convolutions
-    are tiled over channels where the channel counts differ (1 -> 2 for a complex prior)."""
+    """Copy the weights of a ccdf model folder into ``net``.  Where channel counts differ (a
+    1-channel prior starting a 2-channel complex one) the old weights fill the first input /
+    output channels and the others keep their fresh initialisation: tiling them would tie
+    the channels (the network would see only their sum and predict their mean)."""
     from safetensors.torch import load_file
 
     sd = load_file(str(Path(folder) / "model.safetensors"))
@@ -119,13 +121,15 @@ def warm_start(net: nn.Module, folder) -> None:
     for k, v in sd.items():
         if k not in own:
             raise ValueError(f"--init-from {folder}: weight {k} does not exist in this network")
-        w = own[k]
+        w = own[k].clone()
         if v.shape != w.shape:
             dim = 1 if k.startswith("conv_in.weight") else 0
-            if v.dim() != w.dim() or w.shape[dim] % v.shape[dim]:
+            if v.dim() != w.dim() or v.shape[dim] > w.shape[dim] or \
+                    any(a != b for i, (a, b) in enumerate(zip(v.shape, w.shape)) if i != dim):
                 raise ValueError(f"--init-from {folder}: {k} is {tuple(v.shape)}, "
                                  f"the network's {tuple(w.shape)}")
-            v = v.repeat_interleave(w.shape[dim] // v.shape[dim], dim)
+            w.narrow(dim, 0, v.shape[dim]).copy_(v)
+            v = w
         own[k] = v.to(w.dtype)
     net.load_state_dict(own)
 

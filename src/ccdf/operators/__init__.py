@@ -12,15 +12,16 @@ import torch
 
 from .base import LinearOperator, cg
 from .inpaint import Inpainting, box_mask, mask_from_array, random_mask
-from .mri import (MASKS, MRI, PATTERNS, birdcage_maps, centered, gaussian1d, uniform1d, vd2d,
-                  zero_filled)
+from .mri import (MASKS, MRI, PATTERNS, birdcage_maps, centered, centre_lines, gaussian1d,
+                  random1d, uniform1d, vd2d, zero_filled)
 from .sr import KERNELS, SuperResolution, upsample_bicubic
 
 TASKS = ("sr", "inpaint", "mri")
 
 __all__ = [
     "LinearOperator", "cg", "SuperResolution", "upsample_bicubic", "Inpainting", "box_mask",
-    "random_mask", "mask_from_array", "MRI", "uniform1d", "gaussian1d", "vd2d", "centered",
+    "random_mask", "mask_from_array", "MRI", "uniform1d", "random1d", "gaussian1d", "vd2d",
+    "centre_lines", "centered",
     "birdcage_maps", "zero_filled", "make_operator", "TASKS", "PATTERNS", "KERNELS", "MASKS",
 ]
 
@@ -67,9 +68,11 @@ def make_operator(task: str, image_shape: tuple, **params) -> LinearOperator:
     * ``"sr"``: factor=4, kernel="avg" | "bicubic";
     * ``"inpaint"``: mask="box" | "box:FRAC" | "random:FRACTION" | a 2-D array in [0, 1] |
       a path to an image or .npy file (white = observed); seed=0 for random masks;
-    * ``"mri"``: pattern="uniform1d" | "gaussian1d" | "vd2d", accel=4, acs=None (w // 8 centre
-      columns for 1-D patterns, a max(2, min(H, W) // 8) pixel disc for vd2d), seed=0 for the
-      random patterns, complex_image=False, coils=None (a number of birdcage coils or a
+    * ``"mri"``: pattern="uniform1d" | "random1d" | "gaussian1d" | "vd2d", accel=4, acs=None
+      (1-D patterns: fastMRI's centre fraction, 0.08 at x4 and 0.04 at x8, or a number of lines
+      or a fraction, see ``mri.centre_lines``; vd2d: a max(2, min(H, W) // 8) pixel disc),
+      seed=0 (the random lines, the equispaced offset), complex_image=False, coils=None (a
+      number of birdcage coils or a
       complex (Ncoil, H, W) tensor; implies complex_image=True).
     """
     image_shape = tuple(int(s) for s in image_shape)
@@ -88,11 +91,8 @@ def make_operator(task: str, image_shape: tuple, **params) -> LinearOperator:
         pattern = p["pattern"]
         if pattern not in MASKS:
             raise ValueError(f"unknown MRI pattern {pattern!r}; valid patterns: {', '.join(PATTERNS)}")
-        if pattern == "uniform1d":
-            mask = uniform1d(h, w, p["accel"], p["acs"])
-        else:
-            g = torch.Generator().manual_seed(int(p["seed"] or 0))
-            mask = MASKS[pattern](h, w, p["accel"], acs=p["acs"], generator=g)
+        g = torch.Generator().manual_seed(int(p["seed"] or 0))
+        mask = MASKS[pattern](h, w, p["accel"], acs=p["acs"], generator=g)
         coils = p["coils"]
         if coils is not None and not isinstance(coils, torch.Tensor):
             coils = birdcage_maps(int(coils), h, w)

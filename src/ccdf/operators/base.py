@@ -21,6 +21,16 @@ class LinearOperator:
     image_shape: tuple | None = None
     #: True when images are complex-valued
     complex_image: bool = False
+    #: (lo, hi): the range of this task's images; reconstructions are clamped to it (None: no
+    #: bound on that side)
+    value_range: tuple = (0.0, 1.0)
+
+    def clamp(self, x: Tensor) -> Tensor:
+        """x clamped to ``value_range``; complex images are returned as they are."""
+        lo, hi = self.value_range
+        if x.is_complex() or (lo is None and hi is None):
+            return x
+        return x.clamp(lo, hi)
 
     def A(self, x: Tensor) -> Tensor:
         raise NotImplementedError

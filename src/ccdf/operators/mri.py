@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .base import LinearOperator, cg
 
-PATTERNS = ("uniform1d", "gaussian1d", "vd2d")
+PATTERNS = ("uniform1d", "random1d", "gaussian1d", "vd2d")
 
 
 # ----------------------------------------------------------------- k-space helpers
@@ -76,12 +76,33 @@ def _check_accel(accel) -> float:
     return accel
 
 
+# fastMRI's default centre fractions (``fastmri.data.subsample``: 0.08 at x4, 0.04 at x8); other
+# accelerations keep the same share of the sampled lines in the centre, 0.32 / accel.
+CENTRE_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
+
+
+def centre_lines(w: int, accel: float, acs=None) -> int:
+    """Number of fully sampled centre (ACS) columns of a 1-D mask with w columns.
+
+    ``acs``: an integer number of lines; a float in (0, 1), a centre fraction (round(w acs)
+    lines, as fastMRI's ``center_fractions``); None: fastMRI's default fraction, 0.08 at x4 and
+    0.04 at x8 (0.32 / accel otherwise).
+    """
+    if acs is None:
+        acs = CENTRE_FRACTIONS.get(float(accel), 0.32 / float(accel))
+    if isinstance(acs, bool):
+        raise ValueError(f"acs must be a number of centre lines or a fraction in (0, 1), got {acs}")
+    if isinstance(acs, float) and 0 < acs < 1:
+        acs = round(w * acs)  # Python's round, as fastMRI's MaskFunc
+    if int(acs) != acs or not 0 <= acs < w:
+        raise ValueError(f"acs (fully sampled centre columns) must be an integer in [0, {w}) or a "
+                         f"fraction in (0, 1), got {acs}")
+    return int(acs)
+
+
 def _budget_1d(w: int, accel: float, acs) -> tuple[int, int]:
-    """(columns in total, acs) for a 1-D pattern; acs=None means w // 8."""
-    acs = w // 8 if acs is None else acs
-    if isinstance(acs, bool) or int(acs) != acs or not 0 <= acs < w:
-        raise ValueError(f"acs (fully sampled centre columns) must be an integer in [0, {w}), got {acs}")
-    acs = int(acs)
+    """(columns in total = round(w / accel), centre columns) for a 1-D pattern."""
+    acs = centre_lines(w, accel, acs)
     n = round(w / accel)
     if n < 1:
         raise ValueError(f"acceleration {accel} leaves no column of {w} to sample")
@@ -92,8 +113,9 @@ def _budget_1d(w: int, accel: float, acs) -> tuple[int, int]:
 
 
 def _acs_columns(w: int, acs: int) -> Tensor:
-    """Centred-layout indices of the acs centre columns (DC is at w // 2)."""
-    return w // 2 - acs // 2 + torch.arange(acs)
+    """Centred-layout indices of the acs centre columns, fastMRI's block [pad, pad + acs) with
+    pad = (w - acs + 1) // 2 (DC is at w // 2)."""
+    return (w - acs + 1) // 2 + torch.arange(acs)
 
 
 def _columns_to_mask(h: int, cols_centred: Tensor, w: int) -> Tensor:
@@ -102,67 +124,90 @@ def _columns_to_mask(h: int, cols_centred: Tensor, w: int) -> Tensor:
     return uncentered(row.expand(h, w).clone())
 
 
-def uniform1d(h: int, w: int, accel: float, acs: int | None = None) -> Tensor:
-    """(H, W) bool, unshifted: equispaced phase-encode columns plus ``acs`` centre columns.
+def _outer_columns(w: int, acs: int) -> Tensor:
+    """Centred-layout indices of the columns outside the centre block."""
+    keep = torch.ones(w, dtype=torch.bool)
+    keep[_acs_columns(w, acs)] = False
+    return torch.arange(w)[keep]
 
-    Exactly round(w / accel) columns in all.  With acs = 0 and an integer accel dividing w
-    this is every accel-th column counted from DC; with acs > 0 the spacing of the outer
-    columns is stretched to s = (w - acs) / (n - acs) so the total stays w / accel (as in
-    fastMRI's equispaced masks).  Deterministic; acs=None means w // 8.
+
+def uniform1d(h: int, w: int, accel: float, acs=None,
+              generator: torch.Generator | None = None) -> Tensor:
+    """(H, W) bool, unshifted: the centre columns plus equispaced phase-encode columns.
+
+    fastMRI's equispaced mask with its acceleration counted over all lines (``mask_type
+    equispaced_fraction``, ``EquispacedMaskFractionFunc``, the masks of the fastMRI multi-coil
+    data): with c = ``centre_lines`` centre columns, the outer columns sit at
+    round(offset + m a), m = 0, 1, ..., below w - 1, at the spacing
+    a = accel (w - c) / (w - c accel), so that about w / accel columns are sampled in all
+    (+-1 for rounding and the overlap with the centre).  The offset is drawn from
+    [0, round(a)) with ``generator`` (0 without one).  fastMRI's plain ``equispaced`` mask
+    (spacing accel outside the centre) samples more than w / accel lines; it is not this one.
+    """
+    h, w = _check_size(h, w)
+    accel = _check_accel(accel)
+    _, acs = _budget_1d(w, accel, acs)
+    outer = torch.zeros(0, dtype=torch.long)
+    if acs * accel < w:  # else the centre alone holds the budget
+        a = accel * (w - acs) / (w - acs * accel)
+        offset = 0 if generator is None else \
+            int(torch.randint(max(round(a), 1), (1,), generator=generator))
+        outer = torch.arange(offset, w - 1, a, dtype=torch.float64).round().long()
+    return _columns_to_mask(h, torch.cat([_acs_columns(w, acs), outer]), w)
+
+
+def random1d(h: int, w: int, accel: float, acs=None,
+             generator: torch.Generator | None = None) -> Tensor:
+    """(H, W) bool, unshifted: the centre columns plus columns drawn uniformly at random.
+
+    fastMRI's random mask (``RandomMaskFunc``): c = ``centre_lines`` centre columns, and each
+    other column sampled with probability p = (w / accel - c) / (w - c), so that w / accel
+    columns are sampled on average.  Here the count is fixed at its mean: exactly
+    round(w / accel) - c outer columns drawn without replacement (every column still has
+    probability p), so each mask has the nominal acceleration and a small one still has
+    random lines outside its centre.  Reproducible for a seeded ``generator``.
     """
     h, w = _check_size(h, w)
     accel = _check_accel(accel)
     n, acs = _budget_1d(w, accel, acs)
-    c = w // 2
-    chosen = set(_acs_columns(w, acs).tolist())
-    need = n - acs
-    if need > 0:
-        s = (w - acs) / need
-        while True:  # lattice c + m s in order of |m|, skipping the acs block
-            lattice = []
-            for m in range(0, int(w / s) + 2):
-                for sign in ((1,) if m == 0 else (-1, 1)):
-                    j = int(round(c + sign * m * s))
-                    if 0 <= j < w and j not in chosen and j not in lattice:
-                        lattice.append(j)
-            if len(lattice) >= need:
-                break
-            s *= 0.95  # rounding lost a column: tighten the lattice slightly
-        chosen.update(lattice[:need])
-    return _columns_to_mask(h, torch.tensor(sorted(chosen), dtype=torch.long), w)
+    outer = _outer_columns(w, acs)
+    pick = outer[torch.randperm(len(outer), generator=generator)[:n - acs]]
+    return _columns_to_mask(h, torch.cat([_acs_columns(w, acs), pick]), w)
 
 
-def gaussian1d(h: int, w: int, accel: float, acs: int | None = None,
+def gaussian1d(h: int, w: int, accel: float, acs=None,
                generator: torch.Generator | None = None, sigma: float | None = None) -> Tensor:
-    """(H, W) bool, unshifted: ``acs`` centre columns plus columns drawn without replacement
-    with density exp(-(k / sigma)^2 / 2) in the frequency k (sigma = w / 5 by default) until
-    round(w / accel) columns in all.  Reproducible for a seeded ``generator``."""
+    """(H, W) bool, unshifted: c = ``centre_lines`` centre columns plus round(w / accel) - c
+    columns drawn without replacement with density exp(-(k / sigma)^2 / 2) in the frequency k
+    (sigma = w / 5 by default).  Reproducible for a seeded ``generator``."""
     h, w = _check_size(h, w)
     accel = _check_accel(accel)
     n, acs = _budget_1d(w, accel, acs)
     sigma = w / 5 if sigma is None else float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    acs_cols = _acs_columns(w, acs)
-    freq = torch.arange(w, dtype=torch.float64) - w // 2
+    outer = _outer_columns(w, acs)
+    freq = outer.to(torch.float64) - w // 2
     weight = torch.exp(-0.5 * (freq / sigma) ** 2).clamp_min(1e-300)
-    weight[acs_cols] = 0
-    extra = torch.multinomial(weight, n - acs, replacement=False, generator=generator) \
+    extra = outer[torch.multinomial(weight, n - acs, replacement=False, generator=generator)] \
         if n > acs else torch.zeros(0, dtype=torch.long)
-    return _columns_to_mask(h, torch.cat([acs_cols, extra]), w)
+    return _columns_to_mask(h, torch.cat([_acs_columns(w, acs), extra]), w)
 
 
 def vd2d(h: int, w: int, accel: float, generator: torch.Generator | None = None,
          acs: int | None = None, sigma: float | None = None) -> Tensor:
     """(H, W) bool, unshifted: 2-D variable-density random sampling of round(H W / accel) points.
 
-    A fully sampled centre disc of diameter ``acs`` pixels (None: max(2, min(H, W) // 8)),
+    A fully sampled centre disc of diameter ``acs`` pixels (a float in (0, 1): that fraction
+    of min(H, W); None: max(2, min(H, W) // 8)),
     then points drawn without replacement with density exp(-(r / sigma)^2 / 2) in the
     k-space radius r (sigma = min(H, W) / 4 by default).  Reproducible for a seeded generator.
     """
     h, w = _check_size(h, w)
     accel = _check_accel(accel)
     acs = max(2, min(h, w) // 8) if acs is None else acs
+    if isinstance(acs, float) and 0 < acs < 1:  # a fraction of the shorter side
+        acs = round(min(h, w) * acs)
     if isinstance(acs, bool) or not 0 <= acs < min(h, w):
         raise ValueError(f"acs (centre disc diameter) must be in [0, {min(h, w)}), got {acs}")
     n = round(h * w / accel)
@@ -187,7 +232,7 @@ def vd2d(h: int, w: int, accel: float, generator: torch.Generator | None = None,
     return uncentered(mask.view(h, w))
 
 
-MASKS = {"uniform1d": uniform1d, "gaussian1d": gaussian1d, "vd2d": vd2d}
+MASKS = {"uniform1d": uniform1d, "random1d": random1d, "gaussian1d": gaussian1d, "vd2d": vd2d}
 
 
 def birdcage_maps(ncoil: int, h: int, w: int, r: float = 1.5) -> Tensor:
@@ -226,10 +271,16 @@ class MRI(LinearOperator):
     ``cg_tol`` (relative).  A well-conditioned coil/mask set converges in tens of iterations;
     an ill-conditioned one (more aliasing than the coils resolve) converges slowly, and the
     result after ``cg_iters`` is an early-stopped, regularised pseudo-inverse.
+
+    Images keep their units: a real (magnitude) image is >= 0 but not bounded above
+    (``value_range``), so a pixel brighter than the data's scale is never clipped.
     """
 
+    value_range = (0.0, None)
+
     def __init__(self, mask, image_shape: tuple | None = None, complex_image: bool = False,
-                 coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10):
+                 coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10,
+                 phase: Tensor | None = None):
         mask = torch.as_tensor(mask)
         if mask.dtype != torch.bool or mask.dim() != 2:
             raise ValueError(f"the MRI mask must be a bool (H, W) tensor, got {mask.dtype} "
@@ -255,6 +306,13 @@ class MRI(LinearOperator):
             if image_shape[0] != 1:
                 raise ValueError(f"multi-coil MRI takes one image channel, got {image_shape}")
             self.coils = coils
+        self.phase = None
+        if phase is not None:  # a known phase absorbed in the operator: A x = M F (e^{i phi} x)
+            phase = torch.as_tensor(phase, dtype=torch.float64)
+            if not self.complex_image or coils is not None or tuple(phase.shape) != (h, w):
+                raise ValueError(f"phase must be a real (H, W) = ({h}, {w}) map of a single-coil "
+                                 f"complex operator, got {tuple(phase.shape)}")
+            self.phase = torch.polar(torch.ones_like(phase), phase)
         n_out = image_shape[0] if coils is None else coils.shape[-3]
         self.measurement_shape = (n_out, h, w)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
@@ -309,10 +367,16 @@ class MRI(LinearOperator):
             s = s.repeat_interleave(t.shape[0] // s.shape[0], 0)
         return s
 
+    def _mod(self, x: Tensor, conj: bool = False) -> Tensor:
+        if self.phase is None:
+            return x
+        e = self.phase.to(device=x.device, dtype=x.dtype)
+        return x * (e.conj() if conj else e)
+
     # ---- A, A_adjoint, A_pinv, P
     def A(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) -> y = M F x (or M F (S x)), complex (B, C or Ncoil, H, W)."""
-        x = self._image(x)
+        x = self._mod(self._image(x))
         if self.coils is not None:
             x = self._maps(x) * x
         return fft2c(x) * self.mask.to(x.device)
@@ -322,7 +386,7 @@ class MRI(LinearOperator):
         z = ifft2c(self._kspace(y))
         if self.coils is not None:
             return (self._maps(z).conj() * z).sum(1, keepdim=True)
-        return z if self.complex_image else z.real.contiguous()
+        return self._mod(z, conj=True) if self.complex_image else z.real.contiguous()
 
     def A_pinv(self, y: Tensor) -> Tensor:
         """The minimum-norm least-squares image for k-space y (see the module docstring)."""
@@ -350,10 +414,52 @@ class MRI(LinearOperator):
         if self.coils is not None:
             return super().project(x)
         x = self._image(x)
-        k = fft2c(x)
+        k = fft2c(self._mod(x))
         if self.complex_image:
-            return ifft2c(k * self.mask.to(x.device))
+            return self._mod(ifft2c(k * self.mask.to(x.device)), conj=True)
         return ifft2c(k * self.mask_sym.to(x.device)).real.contiguous()
+
+
+def centre_block(mask: Tensor) -> Tensor:
+    """(H, W) bool, unshifted: the largest fully sampled rectangle of k-space around DC
+    (the calibration / ACS region), found by growing it while every entry is sampled."""
+    m = centered(mask)
+    h, w = m.shape
+    cy, cx = h // 2, w // 2
+    if not bool(m[cy, cx]):
+        return torch.zeros_like(mask)
+    t, b, l, r = cy, cy + 1, cx, cx + 1   # the block is m[t:b, l:r]; grow each side in turn
+    grown = True
+    while grown:
+        grown = False
+        if l > 0 and bool(m[t:b, l - 1].all()):
+            l, grown = l - 1, True
+        if r < w and bool(m[t:b, r].all()):
+            r, grown = r + 1, True
+        if t > 0 and bool(m[t - 1, l:r].all()):
+            t, grown = t - 1, True
+        if b < h and bool(m[b, l:r].all()):
+            b, grown = b + 1, True
+    out = torch.zeros_like(m)
+    out[t:b, l:r] = True
+    return uncentered(out)
+
+
+def centre_phase(mask: Tensor, y: Tensor) -> Tensor:
+    """(B, H, W) float64 phase (radians) of the low-resolution image from the fully sampled
+    centre of single-coil k-space y (B, 1, H, W), Hann-windowed: the smooth phase a
+    magnitude prior needs absorbed into the operator (``MRI(..., phase=)``)."""
+    block = centre_block(mask)
+    if not bool(block.any()):
+        raise ValueError("the mask has no fully sampled centre to estimate the phase from")
+    c = centered(block)
+    rows, cols = torch.where(c.any(1))[0], torch.where(c.any(0))[0]
+    win = torch.zeros(c.shape, dtype=torch.float64)
+    wy = torch.hann_window(len(rows) + 2, periodic=False, dtype=torch.float64)[1:-1]
+    wx = torch.hann_window(len(cols) + 2, periodic=False, dtype=torch.float64)[1:-1]
+    win[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = wy[:, None] * wx[None, :]
+    low = ifft2c(y[:, 0].to(torch.complex128) * uncentered(win))
+    return torch.angle(low)
 
 
 def zero_filled(op: MRI, y: Tensor) -> Tensor:

@@ -82,13 +82,14 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
              **options) -> tuple[Tensor, int]:
     """Run peer ``name`` on a measurement y01 of images in [0, 1]; returns (x01, nfe).
 
-    As in ``reconstruct``: y_m = 2 y01 - A 1 and sigma_y_m = 2 sigma_y in the model's [-1, 1];
-    the result is mapped back and clamped to [0, 1] (real images).  ``options`` go to the peer
+    As in ``reconstruct``: the measurement, its noise level and the result map between images
+    and the model's space (``reconstruct.model_space``: the data range [lo, hi], or a complex
+    prior's scale); the result is clamped to the operator's ``value_range``.  ``options`` go to the peer
     (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor).
     """
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
-    from ..reconstruct import check_model_input
+    from ..reconstruct import check_model_input, model_space
 
     sigma_y = check_sigma(sigma_y)
     check_y(y01)
@@ -96,8 +97,7 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     ones = torch.ones_like(template.real if template.is_complex() else template)
     check_model_input(model, ones)
     peer = PEERS[name]
-    y_m = 2 * y01 - operator.A(ones)
+    y_m, _, sigma_m, back = model_space(model, operator, y01, None, sigma_y)
     x_m, nfe = peer.run(model, operator, y_m, steps=peer.steps if steps is None else steps,
-                        generator=generator, sigma_y=2 * sigma_y, **options)
-    x01 = (x_m + 1) / 2
-    return (x01 if x01.is_complex() else x01.clamp(0, 1)), nfe
+                        generator=generator, sigma_y=sigma_m, **options)
+    return operator.clamp(back(x_m)), nfe

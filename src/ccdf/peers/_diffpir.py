@@ -46,16 +46,19 @@ def diffpir(model, operator, y: Tensor, *, steps: int = 100,
     """DiffPIR (Zhu et al. 2023), Algorithm 1, run by ``samplers.solve`` from x_N = b_N z.
 
     y and the result in the model's data space; ``sigma_n = max(sigma_y / 2, sigma_floor)`` on
-    the [0, 1] image scale (see the module docstring).  ``sigma_floor = 0`` with sigma_y = 0
-    makes the data step an exact projection onto A x = y.
+    the [0, 1] image scale of a [-1, 1] model (see the module docstring); for a data range of
+    width S, ``max(sigma_y, S sigma_floor) / 2``, which gives every model the same rho_i.
+    ``sigma_floor = 0`` with sigma_y = 0 makes the data step an exact projection onto A x = y.
     """
+    from ..models.denoiser import data_scale
+
     sigma_y = check_sigma(sigma_y)
     check_y(y)
     if not math.isfinite(sigma_floor) or sigma_floor < 0:
         raise ValueError(f"sigma_floor must be a finite number >= 0, got {sigma_floor}")
     grid_of(model, steps)
     step = DiffPIRStep(data_prox(operator, y), lam=lam, zeta=zeta,
-                       sigma_n=max(sigma_y / 2, sigma_floor))
+                       sigma_n=max(sigma_y, data_scale(model) * sigma_floor) / 2)
     template = operator.A_pinv(y)
     res = solve(model, torch.zeros_like(template), steps=int(steps), t0=1.0, sampler=step,
                 generator=generator)

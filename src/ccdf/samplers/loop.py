@@ -40,9 +40,9 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     model: a denoiser (``models.denoiser`` contract); steps: N of the full grid; t0 in (0, 1];
     sampler: 'ddpm' | 'ddim' | 'smld' or a step object; consistency: a callable
     ``c(x, a, b, generator)`` applied to the iterate after each step (``consistency.Projection``
-    ...), or one with ``tweedie = True`` applied to the denoised estimate x0_hat of x_i = a x0
-    + b z before the step, which re-noises it with the network's eps (``ConjugateGradient``,
-    DDS), or None (unconditional);
+    ...), or one with ``tweedie = True`` applied to the denoised estimate x0_hat of x_i before
+    the step, which then runs from x_i = a_i x0_hat' + b_i eps_hat: the corrected estimate
+    re-noised with the network's eps (``ConjugateGradient``, DDS), or None (unconditional);
     callback: called after every step with {'i', 'n_prime', 'x', 'x0', 'nfe'}.
     Raises FloatingPointError if the iterate stops being finite.
     """
@@ -50,7 +50,8 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
         raise ValueError("the initial estimate x0_hat contains NaN or Inf")
     n_p = _n_prime(t0, steps)
     grid = model.schedule.grid(steps)
-    step = make_sampler(sampler, eta) if isinstance(sampler, str) else sampler
+    step = make_sampler(sampler, eta, getattr(model, "variance", None)) \
+        if isinstance(sampler, str) else sampler
     nfe = 0
     tweedie = bool(getattr(consistency, "tweedie", False))
     with torch.no_grad():
@@ -65,9 +66,10 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
                         x = consistency(x, float(grid.a[i]), float(grid.b[i]), generator)
             pred = evaluate(model, x, t)
             nfe += 1
-            if tweedie:  # DDS: data consistency on x0_hat(x_i), then the step re-noises it
-                pred = pred._replace(x0=consistency(pred.x0, float(grid.a[i]), float(grid.b[i]),
-                                                    generator))
+            if tweedie:  # DDS: data consistency on x0_hat(x_i), re-noised with the same eps
+                a_i, b_i = float(grid.a[i]), float(grid.b[i])
+                pred = pred._replace(x0=consistency(pred.x0, a_i, b_i, generator))
+                x = a_i * pred.x0 + b_i * pred.eps
             x = step.step(pred, x, grid, i, generator)                # lines 4-6
             if consistency is not None and not tweedie:               # lines 7-9
                 x = consistency(x, float(grid.a[i - 1]), float(grid.b[i - 1]), generator)

@@ -5,11 +5,10 @@ With alpha_i = (a_i / a_{i-1})^2 and beta_i = b_i^2 - alpha_i b_{i-1}^2 (``Grid.
 * ``Ancestral`` -- DDPM (Algorithm 1, lines 4-6) on a VP schedule, the SMLD reverse-SDE step
   x_i + (sigma_i^2 - sigma_{i-1}^2) s + sqrt(sigma_i^2 - sigma_{i-1}^2) z on a VE schedule:
   x_{i-1} = (x_i + beta_i s(x_i)) / sqrt(alpha_i) + sigma_i z,
-  sigma_i^2 = beta_i ('large') or the posterior variance b_{i-1}^2 beta_i / b_i^2 ('small').
-
-Both are computed from the decomposition x_i = a_i x0_hat + b_i eps_hat of the prediction
-(``Prediction.x0``, ``.eps``): the x0_hat term is a_{i-1} x0_hat in each, so a consistency
-that corrects x0_hat (``consistency.ConjugateGradient``, DDS) re-noises it with the same eps.
+  sigma_i^2 = beta_i ('large') or the posterior variance b_{i-1}^2 beta_i / b_i^2 ('small');
+  the mean is formed as the posterior mean of q(x_{i-1} | x_i, x0_hat) (DDPM eq. 7),
+  (a_{i-1} beta_i x0_hat + sqrt(alpha_i) b_{i-1}^2 x_i) / b_i^2, which is the same number
+  for x0_hat = (x_i + b_i^2 s) / a_i and keeps a clamped x0_hat (``clip_x0``) in effect.
 * ``DDIM`` -- x_{i-1} = a_{i-1} x0_hat + sqrt(b_{i-1}^2 - s_i^2) eps_hat + s_i z,
   s_i = eta sqrt(b_{i-1}^2 beta_i / b_i^2) (eta = 0: deterministic).
 * ``LangevinCorrector`` -- score-SDE / score-MRI corrector at fixed noise level:
@@ -54,11 +53,9 @@ class Ancestral:
         return math.sqrt(grid.alpha(i)) * float(grid.b[i - 1] ** 2 / grid.b[i] ** 2)
 
     def step(self, pred: Prediction, x: Tensor, grid, i: int, g) -> Tensor:
-        # line 4, (x_i + beta_i s) / sqrt(alpha_i), written in the decomposition
-        # x_i = a_i x0 + b_i eps: a_{i-1} x0 + sqrt(alpha_i) b_{i-1}^2 / b_i eps (the same value),
-        # so that a step on a corrected x0 (``consistency.ConjugateGradient``) keeps eps
-        mean = (float(grid.a[i - 1]) * pred.x0
-                + math.sqrt(grid.alpha(i)) * float(grid.b[i - 1] ** 2 / grid.b[i]) * pred.eps)
+        b2 = float(grid.b[i]) ** 2                                          # line 4
+        mean = (float(grid.a[i - 1]) * grid.beta(i) / b2) * pred.x0 + \
+            (math.sqrt(grid.alpha(i)) * float(grid.b[i - 1]) ** 2 / b2) * x
         var = self.noise_var(grid, i)
         return mean + math.sqrt(var) * _randn(x, g) if var > 0 else mean  # lines 5-6
 
@@ -105,10 +102,11 @@ class LangevinCorrector:
 SAMPLERS = ("ddpm", "ddim", "smld")
 
 
-def make_sampler(name: str, eta: float = 0.0):
-    """'ddpm': ancestral, posterior variance; 'smld': ancestral, full variance (+ corrector)."""
+def make_sampler(name: str, eta: float = 0.0, variance: str | None = None):
+    """'ddpm': ancestral, posterior variance (or the model's ``variance``: diffusers'
+    ``variance_type`` fixed_large gives 'large'); 'smld': ancestral, full variance."""
     if name == "ddpm":
-        return Ancestral("small")
+        return Ancestral(variance or "small")
     if name == "smld":
         return Ancestral("large")
     if name == "ddim":

@@ -37,19 +37,21 @@ class _SharedNetwork:
             raise AttributeError(name)
         return getattr(self._model, name)
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         slot = self._local.slot
-        self._inputs[slot] = (x, t)
+        self._inputs[slot] = (x, t, class_labels)
         self.barrier.wait()
         out, self._outputs[slot] = self._outputs[slot], None
         return out
 
     def _run(self) -> None:
         try:
-            xs = torch.cat([x for x, _ in self._inputs])
-            ts = torch.cat([t.reshape(-1).expand(x.shape[0]) for x, t in self._inputs])
-            out = self._model(xs, ts)
-            self._outputs = list(torch.split(out, [x.shape[0] for x, _ in self._inputs]))
+            xs = torch.cat([x for x, _, _ in self._inputs])
+            ts = torch.cat([t.reshape(-1).expand(x.shape[0]) for x, t, _ in self._inputs])
+            labels = [y for _, _, y in self._inputs]
+            kw = {} if all(y is None for y in labels) else {"class_labels": torch.cat(labels)}
+            out = self._model(xs, ts, **kw)
+            self._outputs = list(torch.split(out, [x.shape[0] for x, _, _ in self._inputs]))
             self._inputs = [None] * len(self._inputs)
         except BaseException as e:
             self.error = e
@@ -80,9 +82,12 @@ def solve_batch(model, items: list, cfg, callback=None) -> list:
 
 def _run_batch(model, items: list, cfg, callback) -> None:
     """Solve ``items`` (same t0) together; fills each item's ``result``; raises on failure."""
+    from ..models.denoiser import WithClassLabel
     from ..reconstruct import reconstruct
 
     def one(it, net, cb):
+        if getattr(it, "class_label", None) is not None:  # this item's class
+            net = WithClassLabel(net, it.class_label)
         return reconstruct(net, it.op, it.y, it.x0_hat, t0=it.t0, steps=cfg.steps,
                            sampler=cfg.sampler, samples=cfg.samples, sigma_y=cfg.sigma_y,
                            consistency=cfg.consistency, generator=it.rng(), callback=cb)

@@ -41,6 +41,8 @@ class SolveConfig:
     consistency: str = "projection"    # projection | gradient | cg (``consistency.CONSISTENCY``)
     coil_maps: str | None = None       # multi-coil .h5: maps file/folder (None: ESPIRiT)
     complex_output: bool = False       # fastMRI outputs: also the complex image
+    model_config: tuple = ()           # settings of a checkpoint (ADM flags/YAML, score_sde .py)
+    class_label: str | None = None     # class-conditional models: N, or a JSON/CSV name -> N
 
 
 def item_seed(seed: int, name: str) -> int:
@@ -118,12 +120,51 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
             "slices": cfg.slices or None, "half": bool(cfg.half),
             "consistency": cfg.consistency,
-            "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None}
+            "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None,
+            **({"model_config": [str(c) if str(c).lstrip().startswith("--") else
+                                 str(Path(c).resolve()) for c in cfg.model_config]}
+               if cfg.model_config else {}),
+            **({"class_label": cfg.class_label} if cfg.class_label is not None else {})}
 
 
 # ----------------------------------------------------------------------------- models
-def resolve_model(spec: str, task: str):
-    """(model, name): the embedded prior for the task ('default') or a model path."""
+def read_class_labels(spec: str | None) -> tuple[int | None, dict | None]:
+    """--class-label: (N, None) for one label, (None, {name: N}) for a JSON object or a CSV of
+    ``name,label`` lines (names: input file names, their stems, or slice names
+    ``vol.npy[3]``), (None, None) without."""
+    if spec is None:
+        return None, None
+    s = str(spec).strip()
+    if s.lstrip("-").isdigit():
+        return int(s), None
+    p = Path(s)
+    if not p.is_file():
+        raise ValueError(f"--class-label must be an integer or a labels file (.json / .csv), "
+                         f"got {spec!r}")
+    try:
+        if p.suffix.lower() == ".json":
+            import json
+
+            d = json.loads(p.read_text())
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+        else:
+            d = {}
+            for ln in p.read_text().splitlines():
+                if ln.strip() and not ln.lstrip().startswith("#"):
+                    name, lab = ln.rsplit(",", 1)
+                    if lab.strip().lower() != "label":  # a header line
+                        d[name.strip()] = lab.strip()
+        return None, {str(k): int(v) for k, v in d.items()}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"cannot read the class labels {p}: {e} (JSON {{name: label}} or CSV "
+                         "lines name,label)") from None
+
+
+def resolve_model(spec: str, task: str, config=(), class_label: str | None = None):
+    """(model, name): the embedded prior for the task ('default') or a model path; a
+    class-conditional model gets its --class-label (a labels file: per input, see
+    ``read_class_labels``; the model's own default stays unset)."""
     from ..datasets import ASSETS
     from ..models import load_model
 
@@ -136,7 +177,7 @@ def resolve_model(spec: str, task: str):
     else:
         name, path = spec, Path(spec)
     try:
-        model = load_model(path).eval()
+        model = load_model(path, config=tuple(config)).eval()
     except (ValueError, OSError, RuntimeError):
         raise
     except Exception as e:  # safetensors / diffusers raise their own types
@@ -144,6 +185,15 @@ def resolve_model(spec: str, task: str):
     if (getattr(model, "meta", None) or {}).get("condition"):
         raise ValueError(f"{path} is a conditional (SR3-style) model, not a prior; CCDF needs "
                          "an unconditional prior (SR3 models are compared by `ccdf bench`)")
+    from ..models.denoiser import check_class_label
+
+    fixed, table = read_class_labels(class_label)
+    if table is not None:
+        check_class_label(model, 0, str(path))  # conditional, and labels checked per input
+        for k in table.values():
+            check_class_label(model, k, str(path))
+    else:
+        model.class_label = check_class_label(model, fixed, str(path))
     return model, name
 
 
@@ -157,10 +207,10 @@ def resolve_init(spec: str, task: dict, image_size: int):
     if spec == "net":
         key = (task["task"], task.get("factor") if task["task"] == "sr" else
                (task.get("pattern"), float(task.get("accel", 0))))
-        name = {("sr", 4): "restorer-sr4", ("mri", ("uniform1d", 4.0)): "restorer-mri4"}.get(key)
+        name = "restorer-mri" if task["task"] == "mri" else {("sr", 4): "restorer-sr4"}.get(key)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
-                             "sr x4 and mri uniform1d x4); use --init classic or --init PATH")
+                             "sr x4 and mri, any mask); use --init classic or --init PATH")
         if not (ASSETS / "models" / name / "config.json").exists():
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
                                     "build yet; use --init classic or --init PATH")
@@ -178,6 +228,8 @@ def resolve_init(spec: str, task: dict, image_size: int):
         raise ValueError(f"the restoration network {spec} was trained for "
                          f"{task_str(net.task)}, not {task_str(task)}")
     size = getattr(getattr(net.unet, "config", None), "sample_size", None)
+    if hasattr(net, "restore") or image_size is None:  # size-independent
+        size = None
     if size is not None and int(size) != image_size:
         raise ValueError(f"the restoration network takes {size}x{size} images but the model "
                          f"takes {image_size}x{image_size}")
@@ -207,8 +259,8 @@ class DeviceModel:
             raise AttributeError(name)
         return getattr(self._model, name)
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, t: Tensor, **kw) -> Tensor:
         if self._dtype is None:
-            return self._fn(x, t)
+            return self._fn(x, t, **kw)
         with torch.autocast(self._device, dtype=self._dtype):
-            return self._fn(x, t).float()
+            return self._fn(x, t, **kw).float()

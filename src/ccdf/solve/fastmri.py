@@ -157,7 +157,7 @@ def read_source(reader, path: Path):
         raise io.InputError(f"{name}: k-space is {h}x{w} but the model takes {size}x{size} "
                             "(a size-independent prior takes any size; crop or resample the "
                             "k-space first)")
-    if reader.channels != 1 and not getattr(reader.model, "complex", False):
+    if reader.channels != 1:
         raise io.InputError(f"{name}: k-space needs a 1-channel or complex model, this one has "
                             f"{reader.channels} channels")
     if multi and k.shape[1] < 2:
@@ -203,7 +203,7 @@ def read_source(reader, path: Path):
     mask_u = torch.from_numpy(np.ascontiguousarray(np.fft.ifftshift(mask_c)))
     k_u = kspace_to_ours(k.astype(np.complex128)) / scale
     real = False if multi else _hermitian(k_u, mask_u.numpy())
-    single_op = None if multi else MRI(mask_u, (1, h, w), complex_image=not real)
+    single_op = None if multi else MRI(mask_u, (1, h, w), complex_image=reader.complex or not real)
     stem = stem_of(path)
     meta = {"scale": scale, "n_slices": s, "mask": origin, "real_image": real,
             "coils": int(k.shape[1]) if multi else 1, "crop": list(crop),

@@ -207,6 +207,8 @@ def ok_entry(src, outputs: list, seed: int, auto: bool) -> dict:
             rec.update(psnr=float(metrics.psnr(xr, ref)), ssim=float(metrics.ssim(xr, ref)),
                        init_psnr=float(metrics.psnr(x0, ref)))
         rec.update(nfe=int(it.result.nfe), seconds=it.seconds, t0=it.t0)
+        if it.class_label is not None:
+            rec["class_label"] = it.class_label
         if auto:
             rec["t0_reason"] = it.reason
         images.append(rec)

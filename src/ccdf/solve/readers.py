@@ -71,6 +71,7 @@ class Item:
     x0_hat: Tensor | None = None
     t0: float | None = None
     reason: str = "given"
+    class_label: int | None = None  # a class-conditional model's label for this item
     result: object = None
     seconds: float = 0.0
 
@@ -158,9 +159,26 @@ class Reader:
     def __init__(self, cfg, model, op, device: torch.device):
         self.cfg, self.model, self.op = cfg, model, op
         self.size, self.channels = model.image_size, model.channels
+        self.complex = bool(getattr(model, "complex", False))
+        if self.complex:  # a complex prior (MRI): one complex image channel
+            self.channels = 1
+        self._ops: dict = {}
         self.task = cfg.task["task"]
         self.sel = parse_slices(cfg.slices)
         self.device = device
+
+    def op_for(self, h: int, w: int):
+        """The task's operator for h x w images (a prior of any size gets one per size)."""
+        if self.op is not None and tuple(self.op.image_shape[1:]) == (h, w):
+            return self.op
+        if (h, w) not in self._ops:
+            from ..operators import make_operator
+
+            params = {k: v for k, v in self.cfg.task.items() if k != "task"}
+            if self.complex:
+                params["complex_image"] = True
+            self._ops[(h, w)] = make_operator(self.task, (self.channels, h, w), **params)
+        return self._ops[(h, w)]
 
     # ---- helpers
     def _generator(self, name: str) -> torch.Generator:
@@ -173,11 +191,12 @@ class Reader:
         """x (C, H, W) in [0, 1] at the model size: simulate y (+ sigma_y noise)."""
         g = self._generator(name)
         x = x[None].to(self.device)
-        y = self.op.A(x)
+        op = self.op_for(*x.shape[-2:])
+        y = op.A(x)
         if self.cfg.sigma_y > 0:
             noise = torch.randn(y.shape, generator=g, dtype=y.real.dtype, device=self.device)
-            y = y + self.cfg.sigma_y * (self.op.A(noise) if y.is_complex() else noise)
-        return Item(name, stem, src, index, self.op, y, x, g)
+            y = y + self.cfg.sigma_y * (op.A(noise) if y.is_complex() else noise)
+        return Item(name, stem, src, index, op, y, x, g)
 
     def _measured_item(self, src, name, stem, index, img: Tensor) -> Item:
         """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes)."""
@@ -197,6 +216,8 @@ class Reader:
         return Item(name, stem, src, index, self.op, y, None, self._generator(name))
 
     def _check_size(self, name: str, x: Tensor) -> None:
+        if self.size is None and x.shape[0] == self.channels:
+            return
         if tuple(x.shape[-2:]) != (self.size, self.size) or x.shape[0] != self.channels:
             raise io.InputError(f"{name} is {x.shape[-2]}x{x.shape[-1]} with {x.shape[0]} "
                                 f"channel(s) but the model takes {self.size}x{self.size} images "
@@ -252,7 +273,7 @@ class Reader:
             return src
         src = Source(path, "stack", stem, f"{stem}.npy", multi=True)
         stack = torch.from_numpy(a)[:, None]
-        if not measured:
+        if not measured and self.size is not None:
             stack = _resize(stack, self.size)
         for i in _select(len(stack), self.sel, path.name):
             name, s = f"{path.name}[{i}]", f"{stem}_s{i:03d}"
@@ -277,11 +298,12 @@ class Reader:
             raise io.InputError(f"{path.name}: expected a 3-D volume, got shape {vol.shape}")
         _finite(vol, path.name)
         stem = stem_of(path)
-        x = volume_slices(vol, self.size, axis=self.cfg.axis)           # (S, 1, size, size)
+        side = self.size or max(s for i, s in enumerate(vol.shape) if i != self.cfg.axis)
+        x = volume_slices(vol, side, axis=self.cfg.axis)                 # (S, 1, side, side)
         src = Source(path, "nifti", stem, f"{stem}{io.suffix_of(path)}", multi=True,
                      meta={"n_slices": len(x), "axis": self.cfg.axis})
         for i in _select(len(x), self.sel, path.name):
-            xi = x[i].expand(self.channels, self.size, self.size).clone()
+            xi = x[i].expand(self.channels, side, side).clone()
             src.items.append(self._clean_item(src, f"{path.name}[{i}]", f"{stem}_s{i:03d}", i, xi))
         return src
 
@@ -309,12 +331,12 @@ class Reader:
         if self.task != "mri":
             raise io.InputError(f"{name}: k-space input needs --task mri")
         if self.channels != 1:
-            raise io.InputError(f"{name}: k-space needs a 1-channel model, this one has "
-                                f"{self.channels}")
+            raise io.InputError(f"{name}: k-space needs a 1-channel or complex model, this one "
+                                f"has {self.channels} channels")
         if k.ndim != 3 or k.shape[0] == 0:
             raise io.InputError(f"{name}: k-space must be (slices, H, W), got {k.shape}")
         s, h, w = k.shape
-        if (h, w) != (self.size, self.size):
+        if self.size is not None and (h, w) != (self.size, self.size):
             raise io.InputError(f"{name}: k-space is {h}x{w} but the model takes "
                                 f"{self.size}x{self.size} (crop or resample the k-space first)")
         _finite(k, name)
@@ -345,7 +367,7 @@ class Reader:
         if not scale > 0:
             raise io.InputError(f"{name}: the measured k-space is all zeros")
         real = _hermitian(k_u, mask)
-        op = MRI(torch.from_numpy(mask.copy()), (1, h, w), complex_image=not real)
+        op = MRI(torch.from_numpy(mask.copy()), (1, h, w), complex_image=self.complex or not real)
         stem = stem_of(path)
         suffix = io.suffix_of(path)
         src = Source(path, "kspace", stem, f"{stem}{suffix}", multi=not single,

@@ -45,14 +45,18 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
                             "inputs next time)")
     check_names(inputs, out)
     ranks = Ranks(cfg.device)
-    model, model_name = resolve_model(cfg.model, task["task"])
+    model, model_name = resolve_model(cfg.model, task["task"], cfg.model_config, cfg.class_label)
     model = model.to(ranks.device)
     net = resolve_init(cfg.init, task, model.image_size)
     if net is not None:
         net = net.to(ranks.device)
     size, params = model.image_size, {k: v for k, v in task.items() if k != "task"}
-    # checks the task (a size-independent prior: at a nominal size; k-space files bring theirs)
-    op = make_operator(task["task"], (model.channels, size or 64, size or 64), **params)
+    if getattr(model, "complex", False):
+        params["complex_image"] = True
+    # checks the task; a prior of any size gets its operators per input size from the Reader
+    op = make_operator(task["task"], (1 if getattr(model, "complex", False) else model.channels,
+                                      size or 64, size or 64), **params)
+    op = op if size else None
     if cfg.compile or cfg.half:
         model = DeviceModel(model, ranks.device, cfg.compile, cfg.half)
     work = _Work(cfg, model, net, Reader(cfg, model, op, ranks.device), out, log)
@@ -125,6 +129,9 @@ class _Work:
             self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
         self.n_ok = self.n_failed = 0
         self.writer = self.bar = None
+        from .config import read_class_labels
+
+        self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
 
     def prepare(self, path: Path) -> Source:
         """Read an input; give each of its items the initial estimate and t0 (raises)."""
@@ -132,9 +139,19 @@ class _Work:
 
         src = self.reader.read(path)
         for it in src.items:
-            if self.net is not None and it.op.complex_image:
-                raise io.InputError(f"{it.name}: this k-space is not that of a real image, which "
-                                    "the restoration network cannot take; use --init classic")
+            if self.labels is not None:
+                keys = (it.name, src.path.name, src.stem)
+                k = next((self.labels[n] for n in keys if n in self.labels), None)
+                if k is None:
+                    raise io.InputError(f"{it.name}: no class label for it in --class-label "
+                                        f"(looked for {', '.join(dict.fromkeys(keys))})")
+                it.class_label = k
+            elif getattr(self.model, "class_label", None) is not None:
+                it.class_label = int(self.model.class_label)
+            if self.net is not None and not hasattr(self.net, "restore"):
+                fits = self.net.fits(it.op)
+                if fits is not True:
+                    raise io.InputError(f"{it.name}: {fits}; use --init classic")
             it.x0_hat = (init.classic(it.op, it.y) if self.net is None
                          else init.feed_forward(self.net, it.op, it.y))
             if self.auto:

@@ -1,0 +1,168 @@
+"""The size-independent complex MRI prior and its any-mask start (tiny random models).
+
+Shape in = shape out on 48x48, 64x64, 96x80 and 128x128, real and complex; the complex prior
+sees (real, imaginary) as two channels; the unrolled start is exactly the projection when its
+UNet is zero; warm starts keep channels untied; patches are deterministic; the phase estimate
+recovers a smooth phase; real-image POCS is non-expansive; a mismatched start is refused.
+"""
+
+import pytest
+import torch
+
+from ccdf import datasets, init
+from ccdf.consistency import Chain, Projection, RealImage
+from ccdf.models.denoiser import evaluate
+from ccdf.models.mri_restorer import new_mri_restorer, random_masks
+from ccdf.models.restorer import new_restorer
+from ccdf.models.train import TrainConfig, make_model, warm_start
+from ccdf.models.unet import save_model
+from ccdf.operators import MRI, make_operator, uniform1d
+from ccdf.operators.mri import centre_block, centre_phase, fft2c
+from ccdf.patches import PatchSampler
+from ccdf.reconstruct import reconstruct
+
+SIZES = [(48, 48), (64, 64), (96, 80), (128, 128)]
+
+
+def _prior(complex_=True):
+    cfg = TrainConfig(image_size=16, channels=2 if complex_ else 1, block_out_channels=(8, 8, 16),
+                      patch=16, complex=complex_)
+    return make_model(cfg).eval()
+
+
+def _image(h, w, g, complex_=True):
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    mag = ((yy / 0.8) ** 2 + (xx / 0.6) ** 2 < 1).double() * (0.5 + 0.3 * torch.rand(h, w, generator=g))
+    phase = 0.7 * yy + 0.4 * xx if complex_ else torch.zeros(h, w)
+    return torch.polar(mag, phase.double())[None, None].to(torch.complex64)
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_complex_prior_any_size(h, w):
+    model = _prior()
+    assert model.complex and model.any_size and model.image_size is None
+    x = torch.randn(2, 1, h, w, dtype=torch.complex64)
+    p = evaluate(model, x, torch.full((2,), 0.5, dtype=torch.float64))
+    assert p.eps.shape == x.shape and p.eps.is_complex()
+    # the two channels are the real and imaginary parts of one call
+    raw = model(torch.cat([x.real, x.imag], 1), torch.full((2,), 0.5, dtype=torch.float64))
+    assert torch.allclose(p.eps.real, raw[:, :1]) and torch.allclose(p.eps.imag, raw[:, 1:])
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+@pytest.mark.parametrize("complex_", [True, False])
+def test_reconstruct_any_size_keeps_units(h, w, complex_):
+    g = torch.Generator().manual_seed(0)
+    x = 250.0 * _image(h, w, g, complex_)       # scanner units, far from [0, 1]
+    op = make_operator("mri", (1, h, w), pattern="uniform1d", accel=4, complex_image=True)
+    y = op.A(x)
+    r = reconstruct(_prior(), op, y, init.classic(op, y), t0=0.1, steps=20,
+                    generator=torch.Generator().manual_seed(1))
+    assert r.x.shape == x.shape and r.x.is_complex()
+    # data consistency holds in the input's units (the last step is the hard projection)
+    assert torch.allclose(op.A(r.x), y, atol=1e-3 * float(y.abs().max()))
+    assert 50 < float(r.x.abs().max()) < 1000          # not clipped to [0, 1], not rescaled
+
+
+def test_complex_prior_needs_complex_operator():
+    op = make_operator("mri", (1, 32, 32), pattern="uniform1d", accel=4)
+    x = torch.rand(1, 1, 32, 32)
+    with pytest.raises(ValueError, match="complex"):
+        reconstruct(_prior(), op, op.A(x), x, t0=0.1, steps=10)
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_unrolled_start_shapes_and_identity(h, w):
+    net = new_mri_restorer(TrainConfig(image_size=16, block_out_channels=(8, 8, 16)), iters=2)
+    g = torch.Generator().manual_seed(2)
+    for complex_ in (True, False):
+        x = _image(h, w, g, complex_)
+        op = make_operator("mri", (1, h, w), pattern="gaussian1d", accel=6, seed=3,
+                           complex_image=complex_)
+        y = op.A(x if complex_ else x.real)
+        out = init.feed_forward(net, op, y)
+        assert out.shape == (1, 1, h, w) and out.is_complex() == complex_
+        # a zero UNet leaves the projection: the zero-filled image, exactly consistent
+        assert torch.allclose(out, op.A_pinv(y), atol=1e-5)
+
+
+def test_random_masks_vary_and_keep_centre():
+    g = torch.Generator().manual_seed(0)
+    m = random_masks(12, 64, 48, g)
+    assert m.shape == (12, 64, 48) and m.dtype == torch.bool
+    frac = m.float().mean((1, 2))
+    assert float(frac.min()) >= 1 / 12 - 0.03 and float(frac.max()) <= 0.5 + 0.03
+    assert all(bool(mi[0, 0]) for mi in m)                   # DC always sampled
+    assert len({tuple(mi.flatten().tolist()) for mi in m}) == 12
+
+
+def test_warm_start_keeps_channels_untied(tmp_path):
+    old = _prior(complex_=False)
+    save_model(old, tmp_path / "old")
+    new = _prior(complex_=True)
+    warm_start(new.unet, tmp_path / "old")
+    w_new, w_old = new.unet.conv_in.weight, old.unet.conv_in.weight
+    assert torch.equal(w_new[:, :1], w_old) and not torch.equal(w_new[:, 1:], w_old)
+    assert torch.equal(new.unet.conv_out.weight[:1], old.unet.conv_out.weight)
+
+
+def test_patch_sampler_deterministic_and_complex():
+    slices = [torch.rand(40, 70).numpy(), torch.rand(90, 50).numpy()]
+    ps = PatchSampler(slices, patch=32)
+    a = ps(6, torch.Generator().manual_seed(4))
+    b = ps(6, torch.Generator().manual_seed(4))
+    assert a.shape == (6, 2, 32, 32) and torch.equal(a, b)
+    assert float(a[:, 1].abs().max()) > 0                   # phase present
+    assert ps(3, torch.Generator().manual_seed(1), size=48).shape == (3, 2, 48, 48)
+
+
+def test_native_slices_keep_resolution():
+    vol = torch.zeros(30, 40, 50)
+    vol[5:25, 8:30, 10:45] = 1.0
+    sl = datasets.native_slices(vol.numpy(), axis=2)
+    assert sl and sl[0].shape == (22, 20)                   # rot90 of the (20, 22) box, not resized
+
+
+def test_centre_phase_recovers_smooth_phase():
+    h, w = 64, 64
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    mag = torch.exp(-(yy**2 + xx**2) / 0.3).double()
+    phase = (0.8 * yy - 0.5 * xx).double()
+    x = torch.polar(mag, phase)[None, None]
+    mask = uniform1d(h, w, 4, acs=8)
+    assert int(centre_block(mask).sum()) == 8 * h
+    est = centre_phase(mask, fft2c(x) * mask)
+    err = torch.angle(torch.exp(1j * (est[0] - phase)))[mag > 0.2]
+    assert float(err.abs().max()) < 0.15 and float(err.abs().mean()) < 0.06
+
+
+def test_phase_operator_absorbs_phase():
+    g = torch.Generator().manual_seed(0)
+    phase = torch.randn(16, 16, generator=g)
+    op = MRI(uniform1d(16, 16, 4), complex_image=True, phase=phase)
+    m = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    plain = MRI(uniform1d(16, 16, 4), complex_image=True)
+    assert torch.allclose(op.A(m), plain.A(m * torch.polar(torch.ones_like(phase), phase).to(torch.complex128)))
+
+
+def test_real_image_pocs_is_non_expansive():
+    op = MRI(uniform1d(16, 16, 4), complex_image=True, phase=torch.rand(16, 16))
+    x = torch.randn(1, 1, 16, 16, dtype=torch.complex128)
+    step = Chain(Projection(op, op.A(x.real.to(torch.complex128))), RealImage())
+    u = torch.randn(3, 1, 16, 16, dtype=torch.complex128)
+    v = torch.randn(3, 1, 16, 16, dtype=torch.complex128)
+    su = step(u, 0.8, 0.6, torch.Generator().manual_seed(7))
+    sv = step(v, 0.8, 0.6, torch.Generator().manual_seed(7))
+    assert float((su - sv).abs().norm()) <= float((u - v).abs().norm()) + 1e-9
+    assert float(step(u, 1.0, 0.0).imag.abs().max()) == 0.0
+
+
+def test_mismatched_start_is_refused():
+    cfg = TrainConfig(image_size=32, block_out_channels=(8, 8))
+    net = new_restorer(cfg, {"task": "mri", "pattern": "uniform1d", "accel": 4, "acs": None})
+    same = make_operator("mri", (1, 32, 32), pattern="uniform1d", accel=4)
+    other = make_operator("mri", (1, 32, 32), pattern="gaussian1d", accel=4, seed=2)
+    cplx = make_operator("mri", (1, 32, 32), pattern="uniform1d", accel=4, complex_image=True)
+    assert net.fits(same) is True
+    assert "mask" in net.fits(other)
+    assert "complex" in net.fits(cplx)
