@@ -433,3 +433,18 @@ def test_make_operator_errors():
     with pytest.raises(ValueError, match="box"):
         make_operator("inpaint", (1, 16, 16), mask="no-such-mask")
     assert math.isclose(make_operator("sr", (1, 16, 16), factor=2).norm(), 0.5, rel_tol=1e-6)
+
+
+def test_chain_led_by_the_cg_step_acts_on_x0_hat():
+    """Chain(ConjugateGradient, RealImage) (reconstruct's real_image with --consistency cg) is
+    a step on the Tweedie estimate: the image stays real at its clean level (b = 0)."""
+    from ccdf.consistency import Chain, RealImage
+
+    op = MRI(uniform1d(16, 16, 4), complex_image=True)
+    g = _gen(13)
+    y, x0 = op.A(rand_x(op, g)), rand_x(op, g)
+    c = Chain(ConjugateGradient(op, y), RealImage())
+    assert c.tweedie and not Chain(Projection(op, y), RealImage()).tweedie
+    out = c(x0, 0.8, 0.6, _gen(14))
+    assert torch.equal(out.imag, torch.zeros_like(out.imag))
+    assert torch.allclose(out, ConjugateGradient(op, y)(x0, 0.8, 0.6).real.to(out.dtype))
