@@ -32,8 +32,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--source", default="heldout",
-                   help="heldout | val | ood | a .npy stack (S, H, W) of magnitudes in [0, 1] "
-                   "(real) or complex slices")
+                   help="heldout | val | ood (MNI152 at 1 mm, fitted into --size), a data spec "
+                   "such as mri:heldout256-complex (the bench's sets, their own size and phase), "
+                   "or a .npy stack (S, H, W) of magnitudes in [0, 1] or complex slices")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=256, help="field of view (pixels) before "
                    "readout oversampling")
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
         if a.source in simulate.SOURCES:
             mag = simulate.magnitude_slices(a.source, a.size)
             img = simulate.complex_slices(mag, a.seed)
+        elif ":" in a.source:
+            from ccdf import datasets
+
+            x = datasets.load(a.source)[:, 0].numpy()
+            img = x if np.iscomplexobj(x) else simulate.complex_slices(x, a.seed)
         else:
             arr = io.read_npy(a.source)
             if arr.ndim != 3:
@@ -64,12 +70,13 @@ def main(argv=None) -> int:
             from ccdf.operators import make_operator
 
             w = img.shape[-1]
-            m = make_operator("mri", (1, a.oversample * a.size, w), pattern=a.pattern,
+            m = make_operator("mri", (1, a.oversample * img.shape[-2], w), pattern=a.pattern,
                               accel=a.accel, acs=a.acs, seed=a.seed).mask
             cols = np.fft.fftshift(m[0].numpy())
         out = Path(a.out)
         n = max(1, a.slices_per_volume)
-        tag = Path(a.source).stem if a.source not in simulate.SOURCES else a.source
+        tag = a.source if a.source in simulate.SOURCES else \
+            Path(a.source.replace(":", "_")).stem
         for v, start in enumerate(range(0, len(img), n)):
             name = f"{tag}_{v:02d}"
             data, attrs = simulate.volume(img[start:start + n], a.coils, a.oversample, a.noise,

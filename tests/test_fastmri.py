@@ -256,3 +256,26 @@ def test_complex_prior_of_any_size_on_a_multicoil_file(files, tmp_path):
         rec = np.asarray(f["reconstruction"])
     assert rec.shape == (3, N, N) and np.isfinite(rec).all() and rec.max() > 0
     assert _metrics(out)["summary"]["fastmri"]["n_volumes"] == 1
+
+
+def test_simulation_script(tmp_path):
+    """scripts/simulate_fastmri.py on a .npy stack: train-like and test-split files."""
+    import runpy
+
+    script = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "scripts" /
+                                "simulate_fastmri.py"))
+    np.save(tmp_path / "s.npy", np.abs(_phantom(3, n=16)).astype(np.float32))
+    for extra, out in (([], "train"), (["--accel", "2", "--acs", "8"], "test")):
+        assert script["main"](["--source", str(tmp_path / "s.npy"), "--out", str(tmp_path / out),
+                               "--size", "16", "--coils", "4", "--slices-per-volume", "2",
+                               *extra]) == 0
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["s_00.h5", "s_01.h5"]
+    with h5py.File(tmp_path / "train" / "s_00.h5") as f:
+        assert f["kspace"].shape == (2, 4, 32, 16) and f["reconstruction_rss"].shape == (2, 16, 16)
+    with h5py.File(tmp_path / "test" / "s_01.h5") as f:
+        k, m = np.asarray(f["kspace"]), np.asarray(f["mask"])
+        assert k.shape == (1, 4, 32, 16) and "reconstruction_rss" not in f
+        assert m.shape == (16,) and f.attrs["acceleration"] == 2 and \
+            f.attrs["num_low_frequency"] >= 8
+        assert not np.abs(k[..., m == 0]).any() and np.abs(k[..., m == 1]).all()
+    assert script["main"](["--source", str(tmp_path / "none.npy"), "--out", str(tmp_path)]) == 2
