@@ -103,8 +103,10 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     m = None if model == "none" else load_model(mpath, config=tuple(model_config))
     if m is not None:
         m.class_label = check_class_label(m, class_label, str(mpath))
-    if data is None:
-        data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
+    if data is None:  # multi-coil with a prior of any size: the 256 x 256 complex held-out set
+        data = ("mri:heldout256-complex" if task.get("coils") and m is not None and
+                m.image_size is None else "mni152:sample") if kind == "mri" else \
+            "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
     if n_images and n_images < len(x):  # MRI sets: spread over the set (slices, then OOD kinds)
         x = x[torch.linspace(0, len(x) - 1, n_images).round().long()] \
@@ -464,7 +466,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     b.initial()
     cs = {}
     if task["task"] == "mri":
-        val = val or datasets.validation_spec(data or "mni152:sample")
+        used = s.extras.get("multicoil", {}).get("data") or data or "mni152:sample"
+        val = val or datasets.validation_spec(used)
         n_val = 2 if quick else None
         if multi:
             from . import multicoil
