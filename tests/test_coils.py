@@ -97,7 +97,8 @@ def _ssim_by_hand(x, y, data_range):
             ma, mb = a.mean(), b.mean()
             va, vb = a.var(ddof=1), b.var(ddof=1)
             cab = ((a - ma) * (b - mb)).sum() / (a.size - 1)
-            vals.append((2 * ma * mb + c1) * (2 * cab + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+            num = (2 * ma * mb + c1) * (2 * cab + c2)
+            vals.append(num / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
     return float(np.mean(vals))
 
 
