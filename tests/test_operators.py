@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ccdf import peers
-from ccdf.consistency import GradientStep, Projection, Prox
+from ccdf.consistency import ConjugateGradient, GradientStep, Projection, Prox
 from ccdf.operators import (MASKS, MRI, Blur, Inpainting, SuperResolution, birdcage_maps,
                             box_mask, centered, centre_lines, gaussian1d, make_operator,
                             mask_from_array, random1d, random_mask, uniform1d, uniform_kernel,
@@ -66,7 +66,28 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
                                                 kernel_size=5, seed=1)),
     ("deblur-gaussian-8x12", lambda: make_operator("deblur", (1, 8, 12), kernel_sigma=0.8,
                                                    kernel_size=4)),
+    # ESPIRiT maps (sigpy) estimated from the k-space of a phantom: zero outside the object
+    ("mri-multicoil-espirit", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
+                                          coils=_espirit_maps(8, 16))),
+    # given maps, one set per image of the batch (as per-slice maps of a volume)
+    ("mri-multicoil-per-image", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
+                                            coils=torch.stack([birdcage_maps(4, 16, 16, r)
+                                                               for r in (1.5, 2.0)]))),
 ]
+
+
+def _espirit_maps(ncoil, n):
+    from ccdf.operators.coils import espirit_maps
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    img = ((xx / 0.8) ** 2 + (yy / 0.9) ** 2 <= 1).double() * torch.polar(
+        torch.ones(n, n, dtype=torch.float64), 0.5 * xx.double())
+    coil = birdcage_maps(ncoil, n, n) * img
+    k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(coil, dim=(-2, -1)), norm="ortho"),
+                           dim=(-2, -1))
+    return torch.from_numpy(espirit_maps(k.numpy())).to(torch.complex128)
+
+
 IDS = [c[0] for c in CASES]
 FACTORIES = [c[1] for c in CASES]
 _OPS = {}
@@ -142,6 +163,42 @@ def test_consistency_nonexpansive(op, step, a, b):
     assert float(d) <= float(torch.linalg.vector_norm(x1 - x2)) * (1 + TOL)
 
 
+def _cg(op, y, **kw):
+    return ConjugateGradient(op, y, **{"iters": 300, "tol": 1e-13, **kw})
+
+
+def test_cg_consistency_converged_is_the_projection(op):
+    """CG on the data term from x0, run to convergence: x0 + A^+ (y - A x0) (DDS's step)."""
+    g = _gen(10)
+    y, x0 = op.A(rand_x(op, g)), rand_x(op, g)
+    assert rel(_cg(op, y)(x0), x0 + op.A_pinv(y - op.A(x0))) < TOL
+    assert rel(op.A(_cg(op, y)(x0)), y) < TOL
+
+
+@pytest.mark.parametrize("sigma_y,a,b", [(0.0, 1.0, 0.0), (0.1, 0.8, 0.6)])
+def test_cg_consistency_nonexpansive_when_converged(op, sigma_y, a, b):
+    g = _gen(11)
+    y = op.A(rand_x(op, g))
+    x1, x2 = rand_x(op, g), rand_x(op, g)
+    c = _cg(op, y, sigma_y=sigma_y)
+    d = torch.linalg.vector_norm(c(x1, a, b) - c(x2, a, b))
+    assert float(d) <= float(torch.linalg.vector_norm(x1 - x2)) * (1 + TOL)
+
+
+@pytest.mark.parametrize("iters", [1, 2, 5])
+def test_cg_consistency_few_iterations_never_moves_away_from_a_solution(op, iters):
+    """With M iterations the step is not linear, but CG's error decreases monotonically
+    (Hestenes & Stiefel): ||c(x0) - x*|| <= ||x0 - x*|| for every x* with A x* = y."""
+    g = _gen(12)
+    x_star = rand_x(op, g)
+    y = op.A(x_star)
+    c = ConjugateGradient(op, y, iters=iters)
+    for _ in range(3):
+        x0 = rand_x(op, g)
+        assert float(torch.linalg.vector_norm(c(x0) - x_star)) <= \
+            float(torch.linalg.vector_norm(x0 - x_star)) * (1 + 1e-9)
+
+
 def test_projection_step_hits_measurement(op):
     g = _gen(5)
     y = op.A(rand_x(op, g))
@@ -155,7 +212,8 @@ def test_float32_dtype_and_shape(op):
     real_dtype = (lambda t: t.real.dtype if t.is_complex() else t.dtype)
     assert real_dtype(y) == torch.float32
     for out in (op.A_adjoint(y), op.A_pinv(y), op.project(x), Projection(op, y)(x, 0.8, 0.6, g),
-                GradientStep(op, y)(x, 0.8, 0.6, g), Prox(op, y, 0.1)(x, 0.8, 0.6, g)):
+                GradientStep(op, y)(x, 0.8, 0.6, g), Prox(op, y, 0.1)(x, 0.8, 0.6, g),
+                ConjugateGradient(op, y)(x, 0.8, 0.6, g)):
         assert out.dtype == x.dtype and out.shape == x.shape
 
 
@@ -465,3 +523,18 @@ def test_make_operator_errors():
     with pytest.raises(ValueError, match="box"):
         make_operator("inpaint", (1, 16, 16), mask="no-such-mask")
     assert math.isclose(make_operator("sr", (1, 16, 16), factor=2).norm(), 0.5, rel_tol=1e-6)
+
+
+def test_chain_led_by_the_cg_step_acts_on_x0_hat():
+    """Chain(ConjugateGradient, RealImage) (reconstruct's real_image with --consistency cg) is
+    a step on the Tweedie estimate: the image stays real at its clean level (b = 0)."""
+    from ccdf.consistency import Chain, RealImage
+
+    op = MRI(uniform1d(16, 16, 4), complex_image=True)
+    g = _gen(13)
+    y, x0 = op.A(rand_x(op, g)), rand_x(op, g)
+    c = Chain(ConjugateGradient(op, y), RealImage())
+    assert c.tweedie and not Chain(Projection(op, y), RealImage()).tweedie
+    out = c(x0, 0.8, 0.6, _gen(14))
+    assert torch.equal(out.imag, torch.zeros_like(out.imag))
+    assert torch.allclose(out, ConjugateGradient(op, y)(x0, 0.8, 0.6).real.to(out.dtype))

@@ -102,3 +102,24 @@ def test_same_seed_same_result():
     r1 = solve(model, x, steps=50, t0=0.4, generator=torch.Generator().manual_seed(7))
     r2 = solve(model, x, steps=50, t0=0.4, generator=torch.Generator().manual_seed(7))
     assert torch.equal(r1.x, r2.x)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_cg_consistency_corrects_x0_hat_and_ends_on_the_measurement(sampler):
+    """DDS (``ConjugateGradient``, tweedie = True): the loop applies it to x0_hat before the
+    step, so every x0_hat it reports fits y, and the last step (b_0 = 0) returns that x0_hat."""
+    from ccdf.consistency import ConjugateGradient
+    from ccdf.operators import make_operator
+
+    op = make_operator("inpaint", (1, 4, 4), mask="random:0.5", seed=1)
+    model = GaussianDenoiser(torch.zeros(16, dtype=torch.float64),
+                             torch.eye(16, dtype=torch.float64), VPSchedule(), shape=(1, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    y = op.A(torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64))
+    x0s = []
+    res = solve(model, torch.zeros(3, 1, 4, 4, dtype=torch.float64), steps=20, t0=1.0,
+                sampler=sampler, consistency=ConjugateGradient(op, y, iters=2), generator=g,
+                callback=lambda d: x0s.append(d["x0"]))
+    assert len(x0s) == 20
+    assert all(torch.allclose(op.A(x0), y, atol=1e-12) for x0 in x0s)
+    assert torch.allclose(res.x, x0s[-1]) and torch.allclose(op.A(res.x), y, atol=1e-12)

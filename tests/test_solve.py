@@ -192,8 +192,8 @@ def test_h5_kspace_folder(setup):
     assert _run(model, tmp / "all.h5", tmp / "o3",
                 task=("--task", "mri", "--pattern", "uniform1d", "--accel", "4")) == 0
     with h5py.File(tmp / "o3" / "all.h5") as f:
-        rec, scale = np.asarray(f["reconstruction"]), float(np.asarray(f["scale"]))
-        init = np.asarray(f["initial_estimate"])
+        rec, init = np.asarray(f["reconstruction"]), np.asarray(f["initial_estimate"])
+    scale = _metrics(tmp / "o3")["summary"]["kspace"]["all.h5"]["scale"]  # zero-filled p99.5
     assert scale < 2 and (bright > scale).sum() >= 2
     np.testing.assert_allclose(rec, bright, atol=1e-3 * 40)
     np.testing.assert_allclose(init, bright, atol=1e-3 * 40)
@@ -293,8 +293,8 @@ def test_more_bad_inputs_one_line_nothing_written(setup, case, capsys):
     assert cli.main(_bad_args(case, model, inp, tmp, out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ccdf solve: error:"), err
-    if case == "h5-multicoil":
-        assert "multi-coil .h5 needs coil maps" in err[0]
+    if case == "h5-multicoil":  # 16 columns at x4: 2 centre lines, too few for ESPIRiT
+        assert "ESPIRiT needs at least 8 fully sampled centre lines" in err[0]
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "precious"
 

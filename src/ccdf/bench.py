@@ -21,6 +21,14 @@ solver overhead (wall time of CCDF against N' bare network calls at batch 8).
 Complex images (``mri:...-complex`` data) are measured by a complex MRI operator; PSNR and
 SSIM compare magnitudes.  ``model="none"`` runs the rows that need no prior (the initial
 estimate, the feed-forward net, the classical rows).
+
+``consistency`` (``--consistency``, a comma list): the data consistency of the CCDF and
+full-run rows (the first; default the operator's own: prox for deblurring, projection
+otherwise); the t0 sweep runs once per entry.  ``sigma_y``: seeded white noise added to y,
+its level given to every method.  With
+``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
+(``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps, and
+CCDF with each consistency (projection, gradient, cg by default).
 """
 
 from __future__ import annotations
@@ -103,21 +111,30 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     m = None if model == "none" else load_model(mpath, config=tuple(model_config))
     if m is not None:
         m.class_label = check_class_label(m, class_label, str(mpath))
-    if data is None:
-        data = "mni152:sample" if kind == "mri" else "fashion-mnist:sample"
+    if data is None:  # multi-coil with a prior of any size: the 256 x 256 complex held-out set
+        data = ("mri:heldout256-complex" if task.get("coils") and m is not None and
+                m.image_size is None else "mni152:sample") if kind == "mri" else \
+            "fashion-mnist:sample"
     x = datasets.load(data, size=m.image_size if m else None, channels=m.channels if m else 1)
     if n_images and n_images < len(x):  # MRI sets: spread over the set (slices, then OOD kinds)
         x = x[torch.linspace(0, len(x) - 1, n_images).round().long()] \
             if data.startswith("mri:") else x[:n_images]
-    op = _operator(task, x, bool(getattr(m, "complex", False)))
-    y = op.A(x)
+    extras_ = {}
+    if kind == "mri" and task.get("coils"):  # simulated coils, ESPIRiT maps (``multicoil``)
+        from . import multicoil
+
+        op, y, extras_["zero_filled"] = multicoil.problem(x, task)
+        extras_["multicoil"] = {"data": data}
+    else:
+        op = _operator(task, x, bool(getattr(m, "complex", False)))
+        y = op.A(x)
     if sigma_y > 0:
         g = torch.Generator().manual_seed(seed)   # complex y: the noise A z of the consistency
         y = y + sigma_y * (op.A(randn_like(x, g)) if y.is_complex() else
-                           torch.randn(y.shape, generator=g, dtype=y.dtype))
+                           torch.randn(y.shape, generator=g, dtype=y.dtype)).to(y.dtype)
     s = Setup(name=_task_name(task) + (f", sigma_y={sigma_y:g}" if sigma_y else ""), task=task,
               model=m, op=op, x=x, y=y, starts={"classic": init.classic(op, y, sigma_y)},
-              sigma_y=float(sigma_y))
+              sigma_y=float(sigma_y), extras=extras_)
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
     net = load_restorer(rpath) if rpath is not None else None
@@ -172,7 +189,9 @@ class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
     def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None):
-        self.s, self.seed, self.log, self.consistency = setup, seed, log, consistency
+        self.s, self.seed, self.log = setup, seed, log
+        # of the CCDF / full-run rows (``consistency.CONSISTENCY``; None: the operator's own)
+        self.consistency = consistency
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
@@ -219,15 +238,19 @@ class Bench:
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
 
-    def classical_rows(self, val: tuple[Tensor, Tensor] | None, kinds=classical.KINDS,
+    def classical_rows(self, val: tuple | None, kinds=classical.KINDS,
                   iters: int = 100) -> dict:
         """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
-        chosen on the validation images ``val`` = (x_val, y_val) (``classical.choose_lambda``);
-        without ``val`` or sigpy only the zero-filled row.  Returns {kind: {lambda, table}}."""
+        chosen on the validation images ``val`` = (x_val, y_val[, op_val]) (``classical.
+        choose_lambda``; op_val: their own operator, default s.op); without ``val`` or sigpy
+        only the zero-filled row (multi-coil: the RSS of the zero-filled coil images).
+        Returns {kind: {lambda, table}}."""
         s = self.s
         tic = time.perf_counter()
-        zf = s.op.clamp(s.op.A_pinv(s.y))
-        self.add("zero-filled", zf, 0, time.perf_counter() - tic)
+        zf = s.extras.get("zero_filled")
+        zf = s.op.clamp(s.op.A_pinv(s.y)) if zf is None else zf
+        self.add("zero-filled" + (" RSS" if "zero_filled" in s.extras else ""), zf, 0,
+                 time.perf_counter() - tic)
         if val is None:
             self.log("  compressed sensing skipped: no validation set to choose lambda on "
                      "(give one with --val)")
@@ -240,7 +263,8 @@ class Bench:
         chosen = {}
         for kind in kinds:
             tic = time.perf_counter()
-            lam, table = classical.choose_lambda(s.op, val[1], val[0], kind, iters=iters)
+            lam, table = classical.choose_lambda(val[2] if len(val) > 2 else s.op, val[1],
+                                                 val[0], kind, iters=iters)
             spent = time.perf_counter() - tic
             self.log(f"  {classical.NAMES[kind]}: lambda {lam:g} chosen on {len(val[0])} "
                      f"validation images ({spent:.1f} s): "
@@ -273,18 +297,21 @@ class Bench:
         classic start's t0 = 1 run: there x_N = a_N x0_hat + b_N z with a_N ~ 0.006 (VP), so
         the start hardly matters."""
         curves = {}
+        own = getattr(self.s.op, "consistency", "projection")  # the operator's: no tag
+        tag = "" if (self.consistency or own) == own else f", {self.consistency}"
         for n in steps:
             for start in self.s.starts:
                 pts = []
                 for t0 in grid:
                     row = None
                     if t0 == 1.0:
-                        row = self._find(f"full run (t0=1), N={n}") or \
-                            self._find(f"full run (t0=1), N={n}, first") or \
-                            self._find(f"CCDF classic start, N={n}, t0=1.0")
-                    row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}", start, t0, n)
+                        row = (None if tag else self._find(f"full run (t0=1), N={n}") or
+                               self._find(f"full run (t0=1), N={n}, first")) or \
+                            self._find(f"CCDF classic start, N={n}, t0=1.0{tag}")
+                    row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
+                                           t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
-                curves[f"{start} start, N={n}"] = pts
+                curves[f"{start}{tag.replace(', ', '+')} start, N={n}"] = pts
         return curves
 
     def auto(self, steps: int = 100) -> dict:
@@ -435,7 +462,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
               restorer: str = "default", quick: bool = False, peers: bool = False,
               n_images: int | None = None, seed: int = 0, command: str = "", log=print,
               val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
-              full_steps=(1000, 20), full_images: int | None = None, checks: bool = True,
+              full_steps=None, full_images: int | None = None, checks: bool = True,
               model_config=(), class_label: int | None = None, sigma_y: float = 0.0,
               consistency: str | None = None) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
@@ -444,25 +471,41 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
     of the compressed-sensing solvers; ``grid``/``sweep_steps``: the t0 grid and N of the
     sweeps; ``full_steps``/``full_images``: the full runs' N and (for N > 100) how many images
-    they use; ``checks``: the theory check and the overhead measurement; ``sigma_y``:
-    measurement noise added to y and given to every method; ``consistency``: CCDF's step
-    (None: the operator's default, prox for deblurring)."""
+    they use (default N = 1000 and 20; quick multi-coil: 100 and 20); ``checks``: the theory
+    check and the overhead measurement; ``sigma_y``: measurement noise added to y and given to
+    every method; ``consistency``: a comma list (see the module docstring; default: the
+    operator's own, prox for deblurring, projection otherwise)."""
+    from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
+    multi = task["task"] == "mri" and bool(task.get("coils"))
+    conses = (consistency or ("projection,gradient,cg" if multi else "")).split(",")
+    for c in conses:
+        if c and c not in CONSISTENCY:
+            raise ValueError(f"unknown consistency {c!r}; choose from {', '.join(CONSISTENCY)}")
+    full_steps = full_steps or ((100, 20) if multi and quick else (1000, 20))
     s = make_setup(task, model, data, n, restorer, model_config=model_config,
                    class_label=class_label, sigma_y=sigma_y, seed=seed)
-    consistency = consistency or getattr(s.op, "consistency", "projection")
+    conses = [c or getattr(s.op, "consistency", "projection") for c in conses]
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
-        f"{' complex' if s.x.is_complex() else ''}, model {model}, consistency {consistency}")
+        f"{' complex' if s.x.is_complex() else ''}, model {model}, consistency "
+        f"{', '.join(conses)}")
     for note in s.notes:
         log(f"  {note}")
-    b = Bench(s, seed, log, consistency)
+    b = Bench(s, seed, log, conses[0])
     b.initial()
     cs = {}
     if task["task"] == "mri":
-        val = val or datasets.validation_spec(data or "mni152:sample")
-        cs = b.classical_rows(validation_setup(s, val, 2 if quick else None) if val else None,
-                              iters=cs_iters)
+        used = s.extras.get("multicoil", {}).get("data") or data or "mni152:sample"
+        val = val or datasets.validation_spec(used)
+        n_val = 2 if quick else None
+        if multi:
+            from . import multicoil
+
+            vs = multicoil.validation(val, task, n_val) if val else None
+        else:
+            vs = validation_setup(s, val, n_val) if val else None
+        cs = b.classical_rows(vs, iters=cs_iters)
     if s.model is None:
         res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": {}, "auto_t0": {},
                "classical": cs, "theory": None, "overhead": None, "machine": machine(),
@@ -472,8 +515,12 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         write_outputs(res, b, out)
         return res
     b.full_runs(full_steps, full_images)
-    curves = b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
-                     sweep_steps or ((100,) if quick else (100, 1000)))
+    curves = {}
+    for c in conses:  # one sweep per consistency; the other rows use the first
+        b.consistency = c
+        curves.update(b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
+                              sweep_steps or ((100,) if quick else (100, 1000))))
+    b.consistency = conses[0]
     auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":
@@ -481,11 +528,12 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     if peers:
         b.peers(quick)
     th = b.theory_check() if checks else None
-    oh = b.overhead(reps=1 if quick else 3) if checks else None
+    oh = b.overhead(reps=1 if quick else 3, batch=len(s.x) if multi else 8) \
+        if checks else None  # multi-coil: the maps are per image
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
            "command": command, "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
-           "consistency": consistency}
+           "consistency": conses, **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

@@ -135,6 +135,11 @@ def write_grid(res: dict, bench, path: Path, n_show: int = 4, cols=None) -> list
     return labels
 
 
+def _names(v) -> str:
+    """A consistency name or a list of them, as written in the report."""
+    return ", ".join(v) if isinstance(v, (list, tuple)) else (v or "")
+
+
 def targets(res: dict) -> list[tuple[str, bool, str]]:
     """The issues' targets, checked on this run's rows: (target, met, the numbers)."""
     rows = res["rows"]
@@ -180,6 +185,10 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
             out.append((f"auto t0 ({start} start) within 0.5 dB of the best fixed t0", ok,
                         f"auto t0={a['t0']:.2f}: {a['psnr']:.2f} vs best t0="
                         f"{a['best_fixed_t0']}: {a['best_fixed_psnr']:.2f}"))
+    if res.get("multicoil"):
+        from .multicoil import targets as multicoil_targets
+
+        out += multicoil_targets(res)
     c = best(ccdf20)
     tv = next((r for r in rows if r["method"].startswith("CS total variation")), None)
     if c and tv:
@@ -220,7 +229,7 @@ def results_md(res: dict, labels: list[str]) -> str:
              f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
              f"thread(s), torch {res['machine']['torch']}. Measurement noise sigma_y = "
              f"{res.get('sigma_y', 0):g}; CCDF consistency step: "
-             f"{res.get('consistency') or 'projection'}.", "",
+             f"{_names(res.get('consistency')) or 'projection'}.", "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

@@ -111,9 +111,9 @@ def cs_reconstruct(op, y: Tensor, kind: str = "tv", lam: float = 1e-3,
     """
     maps = getattr(op, "coils", None)
     out = []
-    for yi in y:
-        if maps is not None:
-            x = cs_recon(yi, op.mask, maps, kind, lam, iters)
+    for i, yi in enumerate(y):
+        if maps is not None:  # (Ncoil, H, W), or per image (B, Ncoil, H, W)
+            x = cs_recon(yi, op.mask, maps[i] if maps.dim() == 4 else maps, kind, lam, iters)
         elif op.complex_image:
             x = cs_recon(yi[0], op.mask, None, kind, lam, iters)
         else:

@@ -279,6 +279,10 @@ def cmd_bench(a) -> int:
     from .bench import run_bench
 
     task = _task(a)
+    if a.coils:
+        if task["task"] != "mri":
+            raise CLIError("--coils is for --task mri")
+        task["coils"] = a.coils
     res = run_bench(task, a.out, model=a.model, data=a.input, restorer=a.restorer,
                     quick=a.quick, peers=a.peers, n_images=a.n_images, seed=a.seed,
                     command="ccdf " + " ".join(a.argv), val=a.val, cs_iters=a.cs_iters,
@@ -335,8 +339,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .solve_cli import add_consistency_arg
-
     p = _Parser(prog="ccdf", description=__doc__ + "  " + MODELS_SEEN + ".")
     p.add_argument("--version", action="version", version=f"ccdf {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -394,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="t0 grid of the sweeps (default: the paper's 0.05,0.1,0.2,0.5,0.75,1)")
     be.add_argument("--sweep-steps", type=_floats, default=None,
                     help="N of the sweeps (default 100,1000; --quick: 100)")
-    be.add_argument("--full-steps", type=_floats, default=(1000, 20),
-                    help="N of the full-run baselines (t0 = 1)")
+    be.add_argument("--full-steps", type=_floats, default=None,
+                    help="N of the full-run baselines (t0 = 1); default 1000,20 (--quick "
+                    "--coils: 100,20)")
     be.add_argument("--full-images", type=int, default=None,
                     help="run full runs with N > 100 on only the first K images (slow sizes)")
     be.add_argument("--no-checks", action="store_true",
@@ -406,7 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
     be.add_argument("--sigma-y", type=float, default=0.0,
                     help="measurement noise std ([0, 1] scale), added to y and given to all")
-    add_consistency_arg(be)
+    be.add_argument("--consistency", default=None,
+                    help="comma list of projection, gradient, prox, cg: the CCDF rows' data "
+                    "consistency (the first) and one t0 sweep each (default: the task's, prox "
+                    "for deblur, projection otherwise; with --coils projection,gradient,cg)")
+    be.add_argument("--coils", type=int, default=None,
+                    help="MRI: simulated multi-coil k-space with this many birdcage coils, "
+                    "ESPIRiT maps, CG-SENSE start, zero-filled RSS and compressed-sensing rows; "
+                    "--input heldout (default), val, ood or a data spec")
     be.add_argument("--seed", type=int, default=0, help="seed of every run")
     _add_threads(be)
     _add_model_args(be)

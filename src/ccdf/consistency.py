@@ -16,11 +16,20 @@ seen through A), so the iterate stays on the noisy manifold; at the last step (b
   ill-conditioned (deblurring).  In the SVD basis it keeps a fraction
   c^2 s_k^2 / (c^2 s_k^2 + a^2 sigma_y^2) of the measured coefficient k: a soft replacement
   with the noise of each coefficient, sigma_y / s_k, so noise is never amplified by 1 / s_k.
+* ``ConjugateGradient`` (DDS: Chung, Lee & Ye, "Decomposed Diffusion Sampler for Accelerating
+  Large-Scale Inverse Problems", ICLR 2024): acts on the denoised (Tweedie) estimate x0_hat of
+  the iterate, not on the iterate: M conjugate-gradient iterations on the data term started
+  from x0_hat, x0_hat <- argmin ||A x - y||^2 over x0_hat + K_M(A^H A, A^H (y - A x0_hat)),
+  then re-noised with the network's eps: the loop (``samplers.solve``) steps from
+  x_i = a_i x0_hat' + b_i eps_hat.  Works for every operator, also with no pseudo-inverse in
+  closed form (multi-coil MRI), at M operator pairs per step.
 
-All are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1;
-the prox is moreover firmly non-expansive (its linear part (A^T A / s^2 + I)^{-1} is symmetric
-with eigenvalues in (0, 1]).  Measurement noise: ``Projection`` softens its replacement and
-``Prox`` weighs each coefficient by its own noise; ``GradientStep`` ignores sigma_y.
+Projection, GradientStep and Prox are affine with linear part of norm <= 1 (non-expansive),
+the condition of Corollary 1; the prox is moreover firmly non-expansive (its linear part
+(A^T A / s^2 + I)^{-1} is symmetric with eigenvalues in (0, 1]); ConjugateGradient never moves
+x0_hat away from a solution of A x = y (see its docstring).  Measurement noise: ``Projection``
+softens its replacement, ``Prox`` weighs each coefficient by its own noise,
+``ConjugateGradient`` solves the noisy MAP system; ``GradientStep`` ignores sigma_y.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-from .operators.base import LinearOperator
+from .operators.base import LinearOperator, cg
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -89,6 +98,52 @@ class GradientStep(_Consistency):
         return x + self.lam * self.operator.A_adjoint(r)
 
 
+class ConjugateGradient(_Consistency):
+    """DDS data consistency on the Tweedie estimate: ``c(x0_hat, a_i, b_i) -> x0_hat'``.
+
+    x0_hat' = x0_hat + d, d = M CG iterations from 0 on A^H A d = A^H (y - A x0_hat) (CG on the
+    normal equations started from x0_hat); with measurement noise sigma_y > 0 on
+    (I + gamma A^H A) d = gamma A^H (y - A x0_hat), the MAP step of
+    ||A x - y||^2 / sigma_y^2 + ||x - x0_hat||^2 / s_i^2 with gamma = s_i^2 / sigma_y^2 and
+    s_i = b_i / a_i, the noise level of x_i / a_i (the DDS code's ``(I + gamma A* A)`` system).
+    ``a, b`` are the level of the iterate x0_hat was denoised from.  x0_hat: (B, ...) in the
+    image space; y the clean measurement (no diffusion of y: x0_hat is at the clean level).
+
+    Non-expansiveness (Corollary 1): once CG has converged -- after at most as many iterations
+    as A^H A has distinct non-zero eigenvalues (1 for masks, inpainting and average pooling, 2
+    for real-image MRI) -- the step is x0 + A^+ (y - A x0) = (I - P) x0 + A^+ y, the projection
+    (with noise, (I + gamma A^H A)^{-1} (x0 + gamma A^H y), a linear map of norm <= 1 plus a
+    constant): non-expansive.  With fewer iterations it is not linear in x0, but CG's error
+    decreases monotonically in the 2-norm (Hestenes & Stiefel 1952, Theorem 6:3), so the step
+    never moves x0 away from any solution x* of A x = y: ||c(x0) - x*|| <= ||x0 - x*||.
+    """
+
+    tweedie = True
+
+    def __init__(self, operator, y, sigma_y: float = 0.0, noisy: bool = True, iters: int = 5,
+                 tol: float = 1e-8):
+        super().__init__(operator, y, sigma_y, noisy)
+        if isinstance(iters, bool) or int(iters) != iters or iters < 1:
+            raise ValueError(f"CG iterations must be a positive integer, got {iters!r}")
+        self.iters, self.tol = int(iters), float(tol)
+
+    def gamma(self, a: float, b: float) -> float:
+        """s_i^2 / sigma_y^2 (inf without noise: the plain normal equations)."""
+        if self.sigma_y == 0:
+            return math.inf
+        return (b / a) ** 2 / self.sigma_y**2 if a > 0 else math.inf
+
+    def __call__(self, x0: Tensor, a: float = 1.0, b: float = 0.0, generator=None) -> Tensor:
+        op = self.operator
+        r = op.A_adjoint(self.y - op.A(x0))
+        g = self.gamma(a, b)
+        if math.isinf(g):
+            d = cg(lambda v: op.A_adjoint(op.A(v)), r, n_iter=self.iters, tol=self.tol)
+        else:
+            d = cg(lambda v: v + g * op.A_adjoint(op.A(v)), g * r, n_iter=self.iters, tol=self.tol)
+        return x0 + d
+
+
 class RealImage:
     """The image is known to be real (a magnitude whose phase the operator carries):
     Im x <- b Im z, the replacement of the measurement Im x_0 = 0 diffused to level (a, b).
@@ -104,10 +159,13 @@ class RealImage:
 
 
 class Chain:
-    """Consistency steps applied in order (each non-expansive, so is their composition)."""
+    """Consistency steps applied in order (each non-expansive, so is their composition).
+    A chain led by a step on the Tweedie estimate (``tweedie``, ``ConjugateGradient``) is one
+    too: the steps after it act on x0_hat, at its clean level (a, b) = (1, 0)."""
 
     def __init__(self, *steps):
         self.steps = steps
+        self.tweedie = bool(steps) and bool(getattr(steps[0], "tweedie", False))
 
     def bind(self, grid) -> "Chain":
         """The chain on the sampling grid: each step that has a ``bind`` bound to it."""
@@ -115,9 +173,10 @@ class Chain:
                        for s in self.steps))
 
     def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
-        for step in self.steps:
-            x = step(x, a, b, generator)
+        for k, step in enumerate(self.steps):
+            x = step(x, *((1.0, 0.0) if self.tweedie and k else (a, b)), generator)
         return x
+
 
 class Prox(_Consistency):
     """x <- argmin_x ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2 = ``A.prox_l2(x', y_t, s^2)``.
@@ -168,4 +227,5 @@ class Prox(_Consistency):
         return self.operator.prox_l2(x, self.y_t(x, a, b, generator), s2)
 
 
-CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "prox": Prox}
+CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "prox": Prox,
+               "cg": ConjugateGradient}

@@ -4,7 +4,9 @@ For SR x4 and box inpainting (default-image, Fashion-MNIST test images) and MRI 
 (default-mri, held-out MNI152 slices): the initial estimates, the full-run baseline (t0 = 1)
 at the same NFE as CCDF and at N = 1000, CCDF from the classic and from the feed-forward start
 (and with auto t0), a PSNR-vs-t0 sweep; writes report.md, results.json, an image grid and a
-plot per task.
+plot per task.  The multi-coil MRI row (``mri4-8coils``): the held-out slices with a smooth
+phase seen by 8 simulated coils, ESPIRiT maps, the CG-SENSE start, zero-filled RSS and
+compressed sensing (``multicoil``), and CCDF with the projection and the DDS (cg) consistency.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ TASKS = {
     "mri4": {"title": "MRI x4, uniform 1D, real magnitude", "model": "default-mri",
              "data": "mni152", "task": "mri", "params": {"pattern": "uniform1d", "accel": 4},
              "restorer": "restorer-mri4"},
+    "mri4-8coils": {"title": "MRI x4, uniform 1D, 8 coils (ESPIRiT maps, complex)",
+                    "model": "default-mri", "data": "heldout", "task": "mri",
+                    "params": {"pattern": "uniform1d", "accel": 4, "coils": 8},
+                    "restorer": None},
 }
 
 
@@ -30,33 +36,68 @@ def _asset(name: str) -> Path:
     return datasets.ASSETS / "models" / name
 
 
+def _multicoil_data(model: Path) -> str:
+    """The multi-coil row's images: the 256 x 256 complex held-out set for a prior of any
+    size, else the held-out sample at the prior's size (64 x 64, real)."""
+    import json
+
+    try:
+        any_size = bool(json.loads((model / "config.json").read_text()).get("any_size"))
+    except (OSError, ValueError):
+        any_size = False
+    return "mri:heldout256-complex" if any_size else "mni152:sample"
+
+
 def run_task(key: str, out: Path, quick: bool, seed: int, log=print) -> dict:
     """One demo task on the bench's machinery (``bench.Bench``): rows, sweep, grid, plot."""
     spec = TASKS[key]
     rpath = _asset(spec["restorer"]) if spec["restorer"] else None
     restorer = str(rpath) if rpath and (rpath / "config.json").exists() else "none"
-    s = bench.make_setup({"task": spec["task"], **spec["params"]}, str(_asset(spec["model"])),
-                         f"{spec['data']}:sample", (2 if key == "mri4" else 4) if quick else 16,
-                         restorer)
+    task = {"task": spec["task"], **spec["params"]}
+    n = (2 if key.startswith("mri") else 4) if quick else 16
+    multi = "coils" in spec["params"]
+    data = _multicoil_data(_asset(spec["model"])) if multi else f"{spec['data']}:sample"
+    if multi and data == "mni152:sample":
+        task["acs"] = 8  # ESPIRiT needs 8 centre lines; fastMRI's 8% of 64 columns is 5
+    s = bench.make_setup(task, str(_asset(spec["model"])), data, n, restorer)
     b = bench.Bench(s, seed, log)
     b.initial()
+    extra = {}
+    if multi:  # zero-filled RSS and compressed sensing, lambda on validation slices
+        from . import multicoil
+
+        val = datasets.validation_spec(data)
+        cs = b.classical_rows(multicoil.validation(val, task, 2 if quick else 4) if val else None)
+        extra = {"multicoil": {"data": data, "cs": cs}}
     b.full_runs((20, 1000))
     ccdf = "CCDF classic start, N=100 t0=0.2, mean of 4"
     b.ccdf(ccdf, "classic", 0.2, 100, samples=4)
-    curves = b.sweep([0.05, 0.1, 0.2, 0.5, 1.0] if quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
-                     (100,))
-    auto = b.auto()
+    grid = [0.05, 0.1, 0.2, 0.5, 1.0] if quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+    curves = b.sweep(grid, (100,))
+    if multi:  # DDS's conjugate-gradient consistency: multi-coil's fast one
+        b.consistency = "cg"
+        curves.update(b.sweep(grid, (100,)))
+        b.consistency = None   # the operator's own again
+    try:
+        auto = b.auto()
+    except (ValueError, RuntimeError) as e:
+        log(f"  auto t0: skipped ({e})")
+        auto = {}
     res = {"name": spec["title"], "rows": b.rows, "curves": curves, "task": s.task,
-           "auto_t0": auto}
+           "auto_t0": auto, **extra}
     best = best_row(b.rows)["method"]
-    cols = ["initial estimate (classic)", "full run (t0=1), N=20", ccdf] + \
+    cols = (["zero-filled RSS"] if multi else []) + \
+        ["initial estimate (classic)", "full run (t0=1), N=20", ccdf] + \
+        ([m for m in b.images if m.startswith("CS ")] +
+         ["CCDF classic start, N=100, t0=0.2, cg"] if multi else []) + \
         [m for m in b.images if "auto" in m]                   # every auto t0 row
     cols += [best] if best not in cols else []                 # and the best, where it is not
     labels = bench_report.write_grid(res, b, out / f"{key}_grid.png", cols=cols)
     bench_report.plot_psnr_vs_t0(res, out / f"{key}_psnr_vs_t0.png")
     return {"key": key, "title": spec["title"], "rows": b.rows,
             "sweep": {k.split(" start")[0]: [(p[0], p[1]) for p in v] for k, v in curves.items()},
-            "auto_t0": auto["classic"]["t0"], "auto_reason": auto["classic"]["reason"],
+            "auto_t0": auto["classic"]["t0"] if auto else None,
+            "auto_reason": auto["classic"]["reason"] if auto else "skipped",
             "grid_columns": labels, "n_images": len(s.x),
             "targets": [{"target": t, "met": ok, "numbers": n}
                         for t, ok, n in bench_report.targets(res)]}

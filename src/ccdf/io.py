@@ -336,10 +336,71 @@ def read_h5_kspace(path, dataset: str = "kspace") -> tuple[np.ndarray, np.ndarra
 
 def write_h5(path, **datasets) -> None:
     """Write datasets to an HDF5 file (atomically, with the usual file mode)."""
+    write_h5_file(path, datasets)
+
+
+# ---------------------------------------------------------------- fastMRI files
+FASTMRI_TARGETS = ("reconstruction_rss", "reconstruction_esc")
+
+
+def read_fastmri(path) -> dict:
+    """A fastMRI .h5 file as it ships (Zbontar et al., arXiv 1811.08839):
+    {"kspace": (S, H, W) single-coil or (S, coils, H, W) multi-coil complex, centred layout;
+    "mask": the test split's (W,) column mask or None; "attrs": dict (acquisition, max, norm,
+    patient_id, acceleration ...); "ismrmrd_header": the XML as bytes, or None;
+    "targets": {"reconstruction_rss" | "reconstruction_esc": (S, 320, 320)} where present}."""
+    import h5py
+
+    path = regular_file(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "kspace" not in f:
+                raise InputError(f"{Path(path).name} has no 'kspace' dataset (found: "
+                                 f"{', '.join(f.keys()) or 'nothing'}); a fastMRI file holds "
+                                 "kspace (slices, [coils,] H, W)")
+            if f["kspace"].size > MAX_ELEMENTS:
+                raise InputError(f"{shown(path)}: refused, 'kspace' {f['kspace'].shape} has "
+                                 f"more than {MAX_ELEMENTS} elements")
+            k = np.asarray(f["kspace"])
+            n = k.shape[0] if k.ndim else 0
+            out = {"kspace": k, "attrs": dict(f.attrs),
+                   "mask": np.asarray(f["mask"]) if "mask" in f else None,
+                   "ismrmrd_header": _as_bytes(f["ismrmrd_header"][()])
+                   if "ismrmrd_header" in f else None,
+                   "targets": {}}
+            for key in FASTMRI_TARGETS:
+                if key in f and f[key].ndim == 3 and f[key].shape[0] == n:
+                    out["targets"][key] = np.asarray(f[key])
+    except OSError as e:
+        raise InputError(f"cannot read HDF5 {path}: {e}") from None
+    if not np.iscomplexobj(out["kspace"]):
+        raise InputError(f"{Path(path).name}: 'kspace' must be complex, got {out['kspace'].dtype}")
+    return out
+
+
+def _as_bytes(v) -> bytes:
+    if isinstance(v, str):
+        return v.encode()
+    return v.tobytes() if isinstance(v, np.ndarray) else bytes(v)
+
+
+def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
+    """An HDF5 file with ``datasets`` and root ``attrs``, written atomically (the usual mode)."""
     import h5py
 
     with _temporary(Path(path)) as (fd, tmp):
         os.close(fd)
         with h5py.File(tmp, "w") as f:
             for k, v in datasets.items():
-                f.create_dataset(k, data=np.asarray(v))
+                f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+
+
+def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:
+    """A NIfTI volume with a diagonal affine of the voxel sizes (mm) (``write_nifti``)."""
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_xyzt_units("mm")
+    write_nifti(path, vol, np.diag([*map(float, voxel_mm), 1.0]), hdr)

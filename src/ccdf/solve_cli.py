@@ -18,10 +18,11 @@ def run(a) -> int:
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, consistency=a.consistency, seed=a.seed, batch_size=a.batch_size,
+        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
-        class_label=a.class_label)
+        class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
+        complex_output=a.complex_output)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
     if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
@@ -44,10 +45,15 @@ def run(a) -> int:
     return code
 
 
+CONSISTENCY_HELP = ("data consistency: projection (POCS / k-space replacement), gradient (a "
+                    "gradient step), prox (the proximal step, for deblurring), cg (DDS: conjugate "
+                    "gradients on the denoised estimate; the fast choice for multi-coil MRI); "
+                    "default: the task's, prox for deblur, projection otherwise")
+
+
 def add_consistency_arg(p) -> None:
-    p.add_argument("--consistency", choices=["projection", "gradient", "prox"], default=None,
-                   help="data-consistency step after each reverse step (default: the task's: "
-                   "prox for deblur, projection otherwise)")
+    p.add_argument("--consistency", choices=["projection", "gradient", "prox", "cg"],
+                   default=None, help=CONSISTENCY_HELP)
 
 
 def add_solve_parser(sub) -> None:
@@ -88,6 +94,11 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"],
                    help="reverse step: DDPM ancestral (posterior variance), DDIM "
                    "(deterministic) or SMLD (for VE models)")
+    s.add_argument("--coil-maps", default=None,
+                   help="multi-coil .h5: coil maps (.npy/.h5 (slices, coils, H, W) or (coils, "
+                   "H, W) complex, or a folder of NAME.npy/.h5); default: ESPIRiT")
+    s.add_argument("--complex-output", action="store_true",
+                   help="fastMRI .h5: also write the complex (SENSE-combined) image")
     s.add_argument("--samples", type=int, default=1,
                    help="posterior samples per input (output: their mean, plus a std map)")
     s.add_argument("--seed", type=int, default=0,

@@ -113,19 +113,22 @@ def cg(op, b: Tensor, n_iter: int = 100, tol: float = 1e-10) -> Tensor:
     def dot(u, v):
         return (u.conj() * v).real.sum(dims, keepdim=True)
 
+    def ratio(num, den):  # num / den, 0 where den = 0 (an item already solved, e.g. b = 0)
+        return torch.where(den > 0, num / torch.where(den > 0, den, 1), 0)
+
     u = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
     rs = dot(r, r)
-    b2 = dot(b, b).clamp_min(1e-300)
+    b2 = dot(b, b)
     for _ in range(n_iter):
         if bool((rs <= tol**2 * b2).all()):
             break
         q = op(p)
-        alpha = rs / dot(p, q).clamp_min(1e-300)
+        alpha = ratio(rs, dot(p, q))
         u = u + alpha * p
         r = r - alpha * q
         rs_new = dot(r, r)
-        p = r + (rs_new / rs.clamp_min(1e-300)) * p
+        p = r + ratio(rs_new, rs) * p
         rs = rs_new
     return u

@@ -20,7 +20,8 @@ Three operators (see ``MRI``):
   P = Re F^H M_sym F with M_sym = M | Mflip;
 * multi-coil (complex images): A x = M F (S x), A_adjoint y = sum_c conj(S_c) F^H M y_c, and
   A_pinv solves the normal equations A^H A x = A^H y by conjugate gradients from zero (the
-  minimum-norm least-squares solution), in float64.
+  minimum-norm least-squares solution), in float64 (in the input's precision for a loose
+  ``cg_tol`` >= 1e-6).
 """
 
 from __future__ import annotations
@@ -263,7 +264,8 @@ class MRI(LinearOperator):
 
     ``mask``: bool (H, W), unshifted.  ``image_shape``: (C, H, W), default (1, H, W) (C = 1 with
     coils).  x: (B, C, H, W), real (``complex_image=False``) or complex.  y: complex
-    (B, C, H, W), or (B, Ncoil, H, W) with ``coils`` (Ncoil, H, W) complex.
+    (B, C, H, W), or (B, Ncoil, H, W) with ``coils`` (Ncoil, H, W) complex -- or per image
+    (B, Ncoil, H, W), e.g. ESPIRiT maps of each slice (``operators.coils``).
 
     With coils, A_pinv runs at most ``cg_iters`` CG iterations to a normal-equation residual of
     ``cg_tol`` (relative).  A well-conditioned coil/mask set converges in tens of iterations;
@@ -297,9 +299,10 @@ class MRI(LinearOperator):
             coils = torch.as_tensor(coils)
             if not self.complex_image:
                 raise ValueError("multi-coil MRI needs complex_image=True")
-            if not coils.is_complex() or coils.dim() != 3 or tuple(coils.shape[1:]) != (h, w):
-                raise ValueError(f"coils must be complex (Ncoil, {h}, {w}), got {coils.dtype} "
-                                 f"{tuple(coils.shape)}")
+            if not coils.is_complex() or coils.dim() not in (3, 4) or \
+                    tuple(coils.shape[-2:]) != (h, w):
+                raise ValueError(f"coils must be complex (Ncoil, {h}, {w}) or (B, Ncoil, {h}, "
+                                 f"{w}), got {coils.dtype} {tuple(coils.shape)}")
             if image_shape[0] != 1:
                 raise ValueError(f"multi-coil MRI takes one image channel, got {image_shape}")
             self.coils = coils
@@ -310,9 +313,24 @@ class MRI(LinearOperator):
                 raise ValueError(f"phase must be a real (H, W) = ({h}, {w}) map of a single-coil "
                                  f"complex operator, got {tuple(phase.shape)}")
             self.phase = torch.polar(torch.ones_like(phase), phase)
-        n_out = image_shape[0] if coils is None else coils.shape[0]
+        n_out = image_shape[0] if coils is None else coils.shape[-3]
         self.measurement_shape = (n_out, h, w)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+
+    def norm(self, n_iter: int = 30) -> float:
+        """||A|| (the largest over the images when the coil maps are per image)."""
+        if self.coils is None or self.coils.dim() == 3:
+            return super().norm(n_iter)
+        g = torch.Generator().manual_seed(0)
+        shape = (self.coils.shape[0], *self.image_shape)
+        x = torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                          torch.randn(shape, generator=g, dtype=torch.float64))
+        s = torch.zeros(shape[0], 1, 1, 1, dtype=torch.float64)
+        for _ in range(n_iter):
+            x = self.A_adjoint(self.A(x))
+            s = torch.linalg.vector_norm(x, dim=(1, 2, 3), keepdim=True)
+            x = x / s.clamp_min(1e-300)
+        return float(s.max()) ** 0.5
 
     # ---- validation
     def check(self, x: Tensor) -> None:
@@ -340,7 +358,14 @@ class MRI(LinearOperator):
         return y * self.mask.to(y.device)
 
     def _maps(self, t: Tensor) -> Tensor:
-        return self.coils.to(device=t.device, dtype=t.dtype)
+        """The maps for a batch t (B', ...): (Ncoil, H, W), or per item (B, Ncoil, H, W), each
+        map serving B' / B consecutive items (K posterior samples of an image lie together)."""
+        s = self.coils.to(device=t.device, dtype=t.dtype)
+        if s.dim() == 4 and s.shape[0] != t.shape[0]:
+            if t.shape[0] % s.shape[0]:
+                raise ValueError(f"{s.shape[0]} sets of coil maps for a batch of {t.shape[0]}")
+            s = s.repeat_interleave(t.shape[0] // s.shape[0], 0)
+        return s
 
     def _mod(self, x: Tensor, conj: bool = False) -> Tensor:
         if self.phase is None:
@@ -376,8 +401,10 @@ class MRI(LinearOperator):
         return ifft2c(y_tilde).real.contiguous()
 
     def _pinv_cg(self, y: Tensor) -> Tensor:
+        """CG in complex128, or in y's precision when ``cg_tol`` >= 1e-6 (early-stopped
+        CG-SENSE, ``solve.fastmri``: float32 resolves that tolerance, at half the cost)."""
         y = self._kspace(y)
-        y64 = y.to(torch.complex128)
+        y64 = y.to(torch.complex128) if self.cg_tol < 1e-6 else y
         b = self.A_adjoint(y64)
         x = cg(lambda v: self.A_adjoint(self.A(v)), b, n_iter=self.cg_iters, tol=self.cg_tol)
         return x.to(y.dtype)

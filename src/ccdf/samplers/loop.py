@@ -39,7 +39,10 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
 
     model: a denoiser (``models.denoiser`` contract); steps: N of the full grid; t0 in (0, 1];
     sampler: 'ddpm' | 'ddim' | 'smld' or a step object; consistency: a callable
-    ``c(x, a, b, generator)`` (``consistency.Projection`` ...) or None (unconditional);
+    ``c(x, a, b, generator)`` applied to the iterate after each step (``consistency.Projection``
+    ...), or one with ``tweedie = True`` applied to the denoised estimate x0_hat of x_i before
+    the step, which then runs from x_i = a_i x0_hat' + b_i eps_hat: the corrected estimate
+    re-noised with the network's eps (``ConjugateGradient``, DDS), or None (unconditional);
     callback: called after every step with {'i', 'n_prime', 'x', 'x0', 'nfe'}.
     Raises FloatingPointError if the iterate stops being finite.
     """
@@ -52,6 +55,7 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     if callable(getattr(consistency, "bind", None)):
         consistency = consistency.bind(grid)   # a step that weighs data by the step size
     nfe = 0
+    tweedie = bool(getattr(consistency, "tweedie", False))
     with torch.no_grad():
         x = float(grid.a[n_p]) * x0_hat + float(grid.b[n_p]) * randn_like(x0_hat, generator)
         for i in range(n_p, 0, -1):                                   # line 3
@@ -60,12 +64,16 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
                 for _ in range(corrector.steps):
                     x = corrector.step(evaluate(model, x, t), x, grid, i, generator)
                     nfe += 1
-                    if consistency is not None:
+                    if consistency is not None and not tweedie:
                         x = consistency(x, float(grid.a[i]), float(grid.b[i]), generator)
             pred = evaluate(model, x, t)
             nfe += 1
+            if tweedie:  # DDS: data consistency on x0_hat(x_i), re-noised with the same eps
+                a_i, b_i = float(grid.a[i]), float(grid.b[i])
+                pred = pred._replace(x0=consistency(pred.x0, a_i, b_i, generator))
+                x = a_i * pred.x0 + b_i * pred.eps
             x = step.step(pred, x, grid, i, generator)                # lines 4-6
-            if consistency is not None:                               # lines 7-9
+            if consistency is not None and not tweedie:               # lines 7-9
                 x = consistency(x, float(grid.a[i - 1]), float(grid.b[i - 1]), generator)
             if not _finite(x):
                 raise FloatingPointError(f"non-finite values at reverse step {i} of {n_p}")

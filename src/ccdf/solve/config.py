@@ -34,7 +34,8 @@ class SolveConfig:
     sampler: str = "ddpm"
     samples: int = 1
     sigma_y: float = 0.0
-    consistency: str | None = None     # None: the operator's default (projection; prox for deblur)
+    consistency: str | None = None     # a name of ``consistency.CONSISTENCY``; None: the
+                                       # operator's default (projection; prox for deblur)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"
@@ -43,6 +44,8 @@ class SolveConfig:
     overwrite: bool = False            # redo every input (else resume: skip finished ones)
     compile: bool = False              # torch.compile the network
     half: bool = False                 # fp16/bf16 autocast for the network
+    coil_maps: str | None = None       # multi-coil .h5: maps file/folder (None: ESPIRiT)
+    complex_output: bool = False       # fastMRI outputs: also the complex image
     model_config: tuple = ()           # settings of a checkpoint (ADM flags/YAML, score_sde .py)
     class_label: str | None = None     # class-conditional models: N, or a JSON/CSV name -> N
 
@@ -125,6 +128,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             **({"consistency": cfg.consistency} if cfg.consistency else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
             "slices": cfg.slices or None, "half": bool(cfg.half),
+            "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None,
             **({"model_config": [str(c) if str(c).lstrip().startswith("--") else
                                  str(Path(c).resolve()) for c in cfg.model_config]}
                if cfg.model_config else {}),

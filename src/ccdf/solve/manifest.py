@@ -226,9 +226,12 @@ def ok_entry(src, outputs: list, seed: int, auto: bool, ood=None) -> dict:
     psnrs = [i["psnr"] for i in images if "psnr" in i]
     if psnrs:
         e["psnr"] = float(np.mean(psnrs))
-    if src.kind == "kspace":
+    if src.kind in ("kspace", "fastmri"):
         e["kspace"] = {k: v for k, v in src.meta.items()
-                       if k in ("scale", "mask", "real_image", "n_slices")}
+                       if k in ("scale", "mask", "real_image", "n_slices", "coils", "coil_maps",
+                                "calibration_width", "crop", "target_kind")}
+    if "fastmri_metrics" in src.meta:  # fastMRI's NMSE / PSNR / SSIM of the volume
+        e["fastmri"] = src.meta["fastmri_metrics"]
     return {**e, "images": images, "finished": time.time()}
 
 
@@ -268,4 +271,9 @@ def build_metrics(entries: list, run: dict) -> dict:
     kspace = {e["input"]: e["kspace"] for e in ok if "kspace" in e}
     if kspace:
         summary["kspace"] = kspace
+    vols = [e["fastmri"] for e in ok if "fastmri" in e]
+    if vols:  # fastMRI's figures: the mean over volumes (``metrics.fastmri_mean``)
+        from ..metrics import fastmri_mean
+
+        summary["fastmri"] = {"n_volumes": len(vols), **fastmri_mean(vols)}
     return {"images": images, "summary": summary}

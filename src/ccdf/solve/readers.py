@@ -16,9 +16,10 @@ Formats (``SUFFIXES``), a file or a folder of them (hidden files and sub-folders
   percentile, rotated, padded square and area-resized to the model size).  The output volume
   is multiplied back to the input's units and carries the input's header with its affine
   composed with that crop and resampling (``nifti_affine``).
-* fastMRI-style ``.h5`` with a complex ``kspace`` dataset (S, H, W) (single coil; multi-coil
-  (S, coils, H, W) is refused: it needs coil maps).  It is a measurement whatever
-  ``input_kind`` says.  See ``Reader._kspace`` for the layout, the mask and the scale.
+* fastMRI ``.h5`` files, single-coil ``kspace`` (S, H, W) or multi-coil (S, coils, H, W)
+  (coil maps by ESPIRiT or ``--coil-maps``): measurements whatever ``input_kind`` says; read
+  by ``solve.fastmri`` (the mask, the scale, the references and the submission outputs).
+  A complex .npy is read by ``Reader._kspace``.
 
 Each Item's generator is seeded from the global seed and the item's NAME (``item_seed``);
 the simulated measurement noise is drawn from it, the sampler continues from its state.
@@ -354,13 +355,9 @@ class Reader:
         return src
 
     def _h5(self, path: Path) -> Source:
-        k, mask, _ = io.read_h5_kspace(path)
-        if k.ndim == 4:
-            raise io.InputError(f"{path.name}: multi-coil .h5 needs coil maps; not supported yet "
-                                f"(kspace is {k.shape}: slices, coils, H, W)")
-        if k.ndim not in (2, 3):
-            raise io.InputError(f"{path.name}: 'kspace' must be (slices, H, W), got {k.shape}")
-        return self._kspace(path, k[None] if k.ndim == 2 else k, mask, single=False)
+        from .fastmri import read_source
+
+        return read_source(self, path)
 
     def _kspace(self, path: Path, k: np.ndarray, file_mask, single: bool) -> Source:
         """Items for k-space k (S, H, W) complex in the fastMRI layout (see ``kspace_to_ours``).

@@ -237,7 +237,7 @@ class _Work:
     def _write(self, src: Source) -> None:
         if src.failed is None:
             try:
-                outputs = write_source(self.out, src, self.cfg.samples)
+                outputs = write_source(self.out, src, self.cfg.samples, self.cfg.complex_output)
                 entry = manifest.ok_entry(src, outputs, self.cfg.seed, self.auto, self.ood)
             except OSError as e:
                 if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):

@@ -28,6 +28,10 @@ def magnitude(t: Tensor) -> Tensor:
 
 def planned_outputs(src: Source, samples: int) -> list[str]:
     """The file names ``write_source`` writes for ``src`` (its items must be read)."""
+    if src.kind == "fastmri":
+        from . import fastmri
+
+        return fastmri.planned_outputs(src, samples)
     names = [src.main]
     for it in src.items:
         names += [f"{it.stem}.png", f"{it.stem}_init.png"]
@@ -38,8 +42,13 @@ def planned_outputs(src: Source, samples: int) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def write_source(out: Path, src: Source, samples: int) -> list[str]:
-    """Write the outputs of a solved source; returns their names (``planned_outputs``)."""
+def write_source(out: Path, src: Source, samples: int, complex_output: bool = False) -> list[str]:
+    """Write the outputs of a solved source; returns their names (``planned_outputs``).
+    fastMRI files: ``solve.fastmri.write_source`` (``complex_output``: the complex image too)."""
+    if src.kind == "fastmri":
+        from . import fastmri
+
+        return fastmri.write_source(out, src, samples, complex_output)
     items = src.items
     xs = [magnitude(it.result.x[0]) for it in items]                # (C, H, W)
     inits = [magnitude(it.x0_hat[0]) for it in items]
