@@ -20,9 +20,9 @@ TASKS = {
     "inpaint-box": {"title": "Inpainting, centred box", "model": "default-image",
                     "data": "fashion-mnist", "task": "inpaint", "params": {"mask": "box"},
                     "restorer": None},
-    "mri4": {"title": "MRI x4, uniform 1D, real magnitude", "model": "default-mri",
-             "data": "mni152", "task": "mri", "params": {"pattern": "uniform1d", "accel": 4},
-             "restorer": "restorer-mri4"},
+    "mri4": {"title": "MRI x4, uniform 1D, real magnitude (64x64 held-out slices)",
+             "model": "default-mri", "data": "mni152", "task": "mri",
+             "params": {"pattern": "uniform1d", "accel": 4}, "restorer": "restorer-mri"},
 }
 
 
