@@ -49,6 +49,8 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     grid = model.schedule.grid(steps)
     step = make_sampler(sampler, eta, getattr(model, "variance", None)) \
         if isinstance(sampler, str) else sampler
+    if callable(getattr(consistency, "bind", None)):
+        consistency = consistency.bind(grid)   # a step that weighs data by the step size
     nfe = 0
     with torch.no_grad():
         x = float(grid.a[n_p]) * x0_hat + float(grid.b[n_p]) * randn_like(x0_hat, generator)

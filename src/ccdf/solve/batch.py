@@ -90,7 +90,7 @@ def _run_batch(model, items: list, cfg, callback) -> None:
             net = WithClassLabel(net, it.class_label)
         return reconstruct(net, it.op, it.y, it.x0_hat, t0=it.t0, steps=cfg.steps,
                            sampler=cfg.sampler, samples=cfg.samples, sigma_y=cfg.sigma_y,
-                           generator=it.rng(), callback=cb)
+                           consistency=cfg.consistency, generator=it.rng(), callback=cb)
 
     tic = time.perf_counter()
     if len(items) == 1:
