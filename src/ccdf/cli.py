@@ -484,7 +484,16 @@ def main(argv=None) -> int:
         more = "; finished outputs are kept: rerun the same command to resume" \
             if a.command == "solve" else ""
         print(f"ccdf {a.command}{_rank()}: {what}{more}", file=sys.stderr)
-        return 143 if term else 130
+        code = 143 if term else 130
+        import threading
+
+        if argv is None and threading.active_count() > 1:
+            # batch worker threads may still sit inside torch; a normal interpreter exit would
+            # destroy their C++ threads and abort: the clean-up is done, so leave at once
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except (CLIError, ValueError, OSError, RuntimeError, ArithmeticError) as e:
         from .io import one_line
 
