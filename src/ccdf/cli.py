@@ -11,7 +11,8 @@ import sys
 
 #: what the embedded models have seen (said in --help and the README)
 MODELS_SEEN = ("embedded priors: default-image knows only Fashion-MNIST garments (32x32 gray); "
-               "default-mri only T1 brain MRI (MNI152 + Colin27 axial slices, 64x64 magnitude). "
+               "default-mri only T1 brain MRI (MNI152 axial and Colin27 slices, native "
+               "resolution, smooth random phase; any size). "
                "Other images (photos, other anatomy) get the prior's textures: a warning says so")
 
 
@@ -494,7 +495,16 @@ def main(argv=None) -> int:
         more = "; finished outputs are kept: rerun the same command to resume" \
             if a.command == "solve" else ""
         print(f"ccdf {a.command}{_rank()}: {what}{more}", file=sys.stderr)
-        return 143 if term else 130
+        code = 143 if term else 130
+        import threading
+
+        if argv is None and threading.active_count() > 1:
+            # batch worker threads may still sit inside torch; a normal interpreter exit would
+            # destroy their C++ threads and abort: the clean-up is done, so leave at once
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except (CLIError, ValueError, OSError, RuntimeError, ArithmeticError) as e:
         from .io import one_line
 

@@ -17,7 +17,8 @@ score > FACTOR = 1.5.
 Measured with the embedded priors (``python scripts/ood_check.py image|mri``: half of the
 committed sample as the reference, the other half scored): reconstructions of in-distribution
 images score at most 1.32 (SR x4 and box inpainting, 24 Fashion-MNIST images, t0 in
-{0.05, 0.2, 1}, classic and feed-forward starts) and 1.06 (MRI x4, 8 MNI152 slices); of
+{0.05, 0.2, 1}, classic and feed-forward starts) and 1.06 (MRI x4, 8 MNI152 slices, with
+the retired 64x64 magnitude MRI prior); of
 32x32 crops of a photograph 38-100% score above 1.5 (medians 1.3-2.6), of 64x64 crops with
 the MRI prior 62-100% (medians 1.7-2.7); smooth crops (sky, a plain background) stay below.
 A flag is a warning, not a proof.  Priors of any size and complex priors (the MRI path of

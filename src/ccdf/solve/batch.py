@@ -115,12 +115,8 @@ def _run_batch(model, items: list, cfg, callback) -> None:
             for th in threads:
                 while th.is_alive():
                     th.join(0.2)
-        except BaseException:
-            # Ctrl-C / SIGTERM: every worker stops at its next network call; wait for them, as
-            # an interpreter that exits with a thread inside torch aborts ("terminate called")
+        except BaseException:  # Ctrl-C / SIGTERM: cli.main leaves at once (os._exit)
             net.barrier.abort()
-            for th in threads:
-                th.join()
             raise
         if net.error is not None:
             raise net.error
