@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 test: install
 	$(BIN)/pytest || [ $$? -eq 5 ]  # 5: no tests collected
 
+# THREADS: torch CPU threads (default 1; 0 = every core), e.g. `make demo THREADS=4`
 demo: install
-	$(BIN)/ccdf demo --quick --out out/demo
+	$(BIN)/ccdf demo --quick --out out/demo $(if $(THREADS),--threads $(THREADS))
 
 # Only needed to retrain the embedded models (Debian data packages + the nilearn wheel).
 train-data: install

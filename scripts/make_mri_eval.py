@@ -40,7 +40,6 @@ the sizes of one image, so its 64-, 128- and 256-pixel versions have the same ph
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 

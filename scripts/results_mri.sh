@@ -9,7 +9,7 @@
 #   3. complex prior vs phase absorbed in the operator (scripts/complex_vs_phase.py).
 set -euo pipefail
 mkdir -p docs/results
-CAL="--input mri:val256-complex --n-images 2 --grid 0.02,0.03,0.05,0.1,0.2,0.3,0.5 --threads 1"
+CAL="--model src/ccdf/assets/models/default-mri --input mri:val256-complex --n-images 2 --grid 0.02,0.03,0.05,0.1,0.2,0.3,0.5 --threads 1"
 ccdf calibrate-t0 --task mri --pattern uniform1d --accel 4 $CAL > docs/results/cal-mri4.log 2>&1 &
 a=$!
 ccdf calibrate-t0 --task mri --pattern random1d --accel 8 $CAL > docs/results/cal-mri8.log 2>&1 &

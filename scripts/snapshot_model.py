@@ -134,17 +134,20 @@ measurement supplies the global structure.
 elif cfg["format"] == "ccdf-classifier":
     body = f"\nTest accuracy on the 10,000 Fashion-MNIST test images: {cfg['test_accuracy']:.4f}.\n"
 elif cfg["format"] == "ccdf-restorer":
-    from ccdf.models.restorer import evaluate_restorer, load_restorer
+    from ccdf.models.restorer import evaluate_restorer, load_restorer, simulate
 
     net = load_restorer(dst)
     x = sample_of(net.task)
     ev = evaluate_restorer(net, x)
     held = cfg.get("heldout", {})
     op = net.operator(x.shape[1:])
-    y = op.A(x)
-    grid([x, init.classic(op, y), init.feed_forward(net, op, y)], dst / "examples.png")
+    sigma_y = float(net.meta.get("sigma_y", 0.0))
+    y = simulate(op, x, sigma_y, torch.Generator().manual_seed(0))
+    grid([x, init.classic(op, y, sigma_y), init.feed_forward(net, op, y, sigma_y)],
+         dst / "examples.png")
     body = f"""
-Restoration network for `{net.task}` ({cfg.get('extra', {}).get('kind', 'L1')}).
+Restoration network for `{net.task}` ({cfg.get('extra', {}).get('kind', 'L1')}), measurement
+noise sigma_y = {sigma_y:g}.
 
 | images | PSNR classic start | PSNR net | MSE net |
 |---|---:|---:|---:|

@@ -145,8 +145,16 @@ def test_calibrate_t0_cli_then_solve_auto_uses_it(tiny_prior, tmp_path, capsys):
     assert "calibrated" in m["summary"]["t0_reason"]
 
 
-def test_calibrate_t0_needs_a_task(capsys):
-    from ccdf import cli
+def test_calibrate_t0_needs_a_task_and_never_writes_into_the_package(capsys):
+    from ccdf import cli, datasets
 
-    assert cli.main(["calibrate-t0"]) == 2
-    assert capsys.readouterr().err.strip() == "ccdf calibrate-t0: error: --task is required (sr, inpaint or mri)"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["calibrate-t0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("the following arguments are required: --task")
+    f = datasets.ASSETS / "models" / "default-image" / "autot0.json"
+    before = f.read_bytes()
+    assert cli.main(["calibrate-t0", "--task", "sr", "--n-images", "1", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "copy it" in err[0] and "--model my-prior" in err[0]
+    assert f.read_bytes() == before

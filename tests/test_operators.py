@@ -4,7 +4,9 @@ Every case of CASES goes through the same generic checks (float64, batch 2, tiny
 Re<A x, y> = <x, A^T y>; A A^+ A = A; P P = P; <P x, z> = <x, P z>; the Projection and
 GradientStep consistency steps are non-expansive (same noise from identically seeded
 generators) and the projection at b = 0 reproduces y; dtype and shape are kept; wrong shapes
-raise ValueError.  Exact operators reach ~1e-15; the tolerance 1e-6 on pseudo-inverse
+raise ValueError; where the operator has an SVD (``peers.spectral``), V is orthonormal and
+V diag(s^2) V^H equals the dense A^T A.  The proximal step (``Prox``) equals a dense solve and
+is firmly non-expansive.  Exact operators reach ~1e-15; the tolerance 1e-6 on pseudo-inverse
 identities is set by the CG pseudo-inverse of the multi-coil case.
 """
 
@@ -14,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from ccdf.consistency import ConjugateGradient, GradientStep, Projection
-from ccdf.operators import (MASKS, MRI, Inpainting, SuperResolution, birdcage_maps, box_mask,
-                            centered, centre_lines, gaussian1d, make_operator, mask_from_array,
-                            random1d, random_mask, uniform1d, upsample_bicubic, vd2d, zero_filled)
+from ccdf import peers
+from ccdf.consistency import ConjugateGradient, GradientStep, Projection, Prox
+from ccdf.operators import (MASKS, MRI, Blur, Inpainting, SuperResolution, birdcage_maps,
+                            box_mask, centered, centre_lines, gaussian1d, make_operator,
+                            mask_from_array, random1d, random_mask, uniform1d, uniform_kernel,
+                            upsample_bicubic, vd2d, zero_filled)
 
 B = 2
 TOL = 1e-6
@@ -61,6 +65,14 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
     ("mri-multicoil-per-image", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
                                             coils=torch.stack([birdcage_maps(4, 16, 16, r)
                                                                for r in (1.5, 2.0)]))),
+    # circular blurs on 8x8 (the SVD check builds their dense matrices)
+    ("deblur-gaussian", lambda: make_operator("deblur", (1, 8, 8), kernel="gaussian",
+                                              kernel_sigma=1.0)),
+    ("deblur-uniform4", lambda: Blur(uniform_kernel(4), (1, 8, 8))),   # exact zeros in K
+    ("deblur-motion-rgb", lambda: make_operator("deblur", (3, 8, 8), kernel="motion",
+                                                kernel_size=5, seed=1)),
+    ("deblur-gaussian-8x12", lambda: make_operator("deblur", (1, 8, 12), kernel_sigma=0.8,
+                                                   kernel_size=4)),
 ]
 
 
@@ -141,7 +153,7 @@ def test_projection_symmetric(op):
 
 
 @pytest.mark.parametrize("a,b", [(0.8, 0.6), (1.0, 0.0)])
-@pytest.mark.parametrize("step", [Projection, GradientStep])
+@pytest.mark.parametrize("step", [Projection, GradientStep, Prox])
 def test_consistency_nonexpansive(op, step, a, b):
     g = _gen(4)
     y = op.A(rand_x(op, g))
@@ -200,7 +212,8 @@ def test_float32_dtype_and_shape(op):
     real_dtype = (lambda t: t.real.dtype if t.is_complex() else t.dtype)
     assert real_dtype(y) == torch.float32
     for out in (op.A_adjoint(y), op.A_pinv(y), op.project(x), Projection(op, y)(x, 0.8, 0.6, g),
-                GradientStep(op, y)(x, 0.8, 0.6, g), ConjugateGradient(op, y)(x, 0.8, 0.6, g)):
+                GradientStep(op, y)(x, 0.8, 0.6, g), Prox(op, y, 0.1)(x, 0.8, 0.6, g),
+                ConjugateGradient(op, y)(x, 0.8, 0.6, g)):
         assert out.dtype == x.dtype and out.shape == x.shape
 
 
@@ -210,6 +223,83 @@ def test_wrong_shape_raises(op):
         op.A(torch.zeros(B, c, h + 2, w, dtype=torch.float64))
     with pytest.raises(ValueError):
         op.A(torch.zeros(c, h, w, dtype=torch.float64))
+
+
+def _dense_real(op):
+    """A as a real matrix (rows: [Re; Im] of complex measurements) for real images."""
+    d = math.prod(op.image_shape)
+    cols = op.A(torch.eye(d, dtype=torch.float64).reshape(d, *op.image_shape)).reshape(d, -1)
+    if cols.is_complex():
+        cols = torch.cat([cols.real, cols.imag], 1)
+    return cols.T
+
+
+def test_svd_matches_dense_matrix(op):
+    try:
+        sp = peers.spectral(op)
+    except ValueError:
+        pytest.skip("no SVD known for this operator (DDRM refuses it)")
+    d = math.prod(op.image_shape)
+    basis = torch.eye(d, dtype=torch.float64).reshape(d, *op.image_shape)
+    if op.complex_image:
+        basis = basis.to(torch.complex128)
+    vt = sp.Vt(basis).reshape(d, d).T.to(torch.complex128)       # column j = V^T e_j
+    assert torch.allclose(vt.conj().T @ vt, torch.eye(d, dtype=torch.complex128), atol=1e-10)
+    s2 = sp.s.expand(op.image_shape).reshape(d).to(torch.complex128) ** 2
+    gram = vt.conj().T @ (s2[:, None] * vt)                      # V diag(s^2) V^H
+    cols = op.A(basis).reshape(d, -1).T.to(torch.complex128)
+    ata = cols.conj().T @ cols
+    if not op.complex_image:
+        assert gram.imag.abs().max() < 1e-10
+        gram, ata = gram.real, ata.real
+    assert (gram - ata).abs().max() < 1e-10
+    if not op.complex_image and isinstance(op, Blur):  # singular values = svdvals of dense A
+        want = torch.linalg.svdvals(_dense_real(op))
+        got = sp.s.expand(op.image_shape).flatten().sort(descending=True).values
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("sigma_y,a,b", [(0.05, 0.8, 0.6), (0.3, 0.3, 0.95)])
+def test_prox_equals_dense_solve(op, sigma_y, a, b):
+    """x = argmin ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2, s = a sigma_y / b, by a dense
+    solve of (A^T A / s^2 + I) x = A^T y_t / s^2 + x' (noiseless y_t: noisy=False)."""
+    if op.complex_image:
+        pytest.skip("dense real form only for real images")
+    g = _gen(10)
+    y = op.A(rand_x(op, g))
+    x1 = rand_x(op, g)
+    got = Prox(op, y, sigma_y, noisy=False)(x1, a, b).reshape(B, -1)
+    mat = _dense_real(op)
+    s2 = (a * sigma_y / b) ** 2
+    yt = a * y.reshape(B, -1)
+    if yt.is_complex():
+        yt = torch.cat([yt.real, yt.imag], 1)
+    lhs = mat.T @ mat / s2 + torch.eye(mat.shape[1], dtype=torch.float64)
+    want = torch.linalg.solve(lhs, (yt @ mat / s2 + x1.reshape(B, -1)).T).T
+    assert rel(got, want) < TOL
+
+
+def test_prox_firmly_nonexpansive(op):
+    """||T x1 - T x2||^2 <= <T x1 - T x2, x1 - x2> (same y_t noise for both)."""
+    g = _gen(11)
+    y = op.A(rand_x(op, g))
+    x1, x2 = rand_x(op, g), rand_x(op, g)
+    c = Prox(op, y, 0.2)
+    d = c(x1, 0.8, 0.6, _gen(12)) - c(x2, 0.8, 0.6, _gen(12))
+    assert float(d.abs().pow(2).sum()) <= inner(d, x1 - x2) * (1 + TOL) + 1e-12
+    assert inner(d, x1 - x2) < float((x1 - x2).abs().pow(2).sum())  # strictly contracts
+
+
+def test_prox_limits():
+    """b = 0 with sigma_y > 0: no data step; noiseless with no floor: the projection."""
+    op = make_operator("deblur", (1, 8, 8), kernel_sigma=1.0)
+    g = _gen(13)
+    y, x = op.A(rand_x(op, g)), rand_x(op, g)
+    assert torch.equal(Prox(op, y, 0.1)(x, 1.0, 0.0), x)
+    hard = Prox(op, y, 0.0, sigma_floor=0.0)(x, 1.0, 0.0)
+    assert rel(hard, Projection(op, y)(x, 1.0, 0.0)) < 1e-9
+    with pytest.raises(ValueError, match="sigma_floor"):
+        Prox(op, y, 0.0, sigma_floor=-1.0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -426,8 +516,8 @@ def test_birdcage_maps():
 
 
 def test_make_operator_errors():
-    with pytest.raises(ValueError, match="sr, inpaint, mri"):
-        make_operator("deblur", (1, 16, 16))
+    with pytest.raises(ValueError, match="sr, inpaint, mri, deblur"):
+        make_operator("denoise", (1, 16, 16))
     with pytest.raises(ValueError, match="uniform1d, random1d, gaussian1d, vd2d"):
         make_operator("mri", (1, 16, 16), pattern="radial")
     with pytest.raises(ValueError, match="box"):

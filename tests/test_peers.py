@@ -26,7 +26,8 @@ import torch
 
 from ccdf import peers
 from ccdf.models.denoiser import GaussianDenoiser, evaluate
-from ccdf.operators import MRI, Inpainting, LinearOperator, SuperResolution, random_mask, uniform1d
+from ccdf.operators import (MRI, Inpainting, LinearOperator, SuperResolution, make_operator,
+                            random_mask, uniform1d)
 from ccdf.operators.mri import fft2c, ifft2c
 from ccdf.schedules import VESchedule, VPSchedule
 
@@ -43,10 +44,12 @@ def _ops():
                               image_shape=SHAPE),
         "mri": MRI(uniform1d(8, 8, 2, acs=2), SHAPE),
         "mri-complex": MRI(uniform1d(8, 8, 2, acs=2), SHAPE, complex_image=True),
+        "deblur-gaussian": make_operator("deblur", SHAPE, kernel_sigma=1.0),
+        "deblur-motion": make_operator("deblur", SHAPE, kernel="motion", kernel_size=5, seed=3),
     }
 
 
-REAL = ["sr-avg", "sr-bicubic", "inpaint", "mri"]
+REAL = ["sr-avg", "sr-bicubic", "inpaint", "mri", "deblur-gaussian", "deblur-motion"]
 
 
 def _basis(op):

@@ -93,7 +93,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_outputs(data, tmp_path, cap
     assert 0 < seen < N, f"the run was not interrupted mid-way ({seen} lines)"
     with open(manifest, "ab") as f:  # a line torn by the kill
         f.write(b'{"input": "im11.png", "status": "o')
-    (out / ".im11.png.k1ll3d_x.tmp").write_bytes(b"half a PNG")  # a write cut by the kill
+    (out / ".ccdf-k1ll3d_x.tmp").write_bytes(b"half a PNG")  # a write cut by the kill
     assert cli.main(_cmd(model, inp, out)) == 0
     assert f"resuming: {seen} of {N} input(s) already done" in capsys.readouterr().err
     _same_outputs(ref, out)

@@ -37,7 +37,7 @@ import torch
 
 from . import init as _init
 from . import io, metrics
-from .models.denoiser import data_scale, from_model
+from .models.denoiser import from_model
 from .samplers import solve
 from .schedules import n_prime
 
@@ -76,6 +76,36 @@ def residual(operator, y, x0_hat) -> float:
     return float((y - operator.A(x0_hat)).abs().pow(2).mean())
 
 
+def operator_key(operator) -> tuple:
+    """A key that differs whenever the operator does: its type and every attribute, tensors
+    and arrays by dtype, shape and a hash of their bytes (``repr`` elides large tensors, so two
+    64x64 masks would share one)."""
+    import hashlib
+
+    import numpy as np
+
+    def part(v):
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu()
+            data = torch.view_as_real(v) if v.is_complex() else v
+            raw = data.contiguous().view(-1).view(torch.uint8).numpy() if data.numel() else b""
+            return ("tensor", str(v.dtype), tuple(v.shape), hashlib.sha1(raw).hexdigest())
+        if isinstance(v, np.ndarray):
+            return ("array", str(v.dtype), v.shape, hashlib.sha1(np.ascontiguousarray(v)).hexdigest())
+        if isinstance(v, (list, tuple)):
+            return tuple(part(u) for u in v)
+        if isinstance(v, dict):
+            return tuple((k, part(u)) for k, u in sorted(v.items()))
+        if hasattr(v, "__dict__") and not isinstance(v, type):
+            return operator_key(v)
+        return repr(v)
+
+    attrs = getattr(operator, "__dict__", None)
+    if attrs is None:
+        return (type(operator).__name__, repr(operator))
+    return (type(operator).__qualname__, tuple((k, part(v)) for k, v in sorted(attrs.items())))
+
+
 def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0) -> float:
     """Per-pixel MSE of the classic initializer on n samples of the prior (images in [0, 1];
     a complex prior's samples at the operator's size, magnitude ~[0, 1])."""
@@ -91,7 +121,8 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
 
 # ----------------------------------------------------------------------------- calibration
 TASK_DEFAULTS = {"sr": {"factor": 4, "kernel": "avg"}, "inpaint": {"mask": "box"},
-                 "mri": {"pattern": "uniform1d", "accel": 4}}  # as in operators.make_operator
+                 "mri": {"pattern": "uniform1d", "accel": 4},
+                 "deblur": {"kernel": "gaussian", "kernel_sigma": 2.0}}  # as in make_operator
 
 
 def task_key(task: dict) -> str:
@@ -131,19 +162,21 @@ def find_calibration(model, task: dict, start: str) -> dict | None:
 
 
 def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRID,
-              tol: float = 0.1, seed: int = 0, log=None) -> dict:
-    """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start.
+              tol: float = 0.1, seed: int = 0, log=None, y=None, sigma_y: float = 0.0) -> dict:
+    """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start,
+    y their measurement (default A x, noiseless) with noise std sigma_y.
 
     Sweeps t0 over ``grid`` (CCDF, DDPM, projection, N = ``steps``), takes t0* = the smallest t0
     whose PSNR is within ``tol`` dB of the best, and returns {"k", "eps0", "t0_best", "steps",
     "n_images", "curve": [[t0, psnr], ...]}; k = (b^2/a^2)(t0*) / (eps0 + residual) in model
-    space, the same eps0 that ``choose_t0`` forms at run time (so that it returns t0* here)."""
+    space, the same eps0 that ``choose_t0`` forms at run time (so that it returns t0* here):
+    (eps0 + residual + sigma_y^2)."""
     from .reconstruct import error_to_model, reconstruct
 
-    y = operator.A(x)
+    y = operator.A(x) if y is None else y
     curve = []
     for t0 in grid:
-        r = reconstruct(model, operator, y, x0_hat, t0=t0, steps=steps,
+        r = reconstruct(model, operator, y, x0_hat, t0=t0, steps=steps, sigma_y=sigma_y,
                         generator=torch.Generator().manual_seed(seed))
         curve.append([float(t0), float(metrics.psnr(r.x.abs(), x.abs()).mean())])
         if log:
@@ -153,8 +186,9 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     eps0 = float((x0_hat - x).abs().pow(2).mean())
     resid = residual(operator, y, x0_hat)
     k = noise_to_signal(model.schedule, t_best) / (error_to_model(model, x0_hat)
-                                                   * max(eps0 + resid, 1e-12))
-    return {"k": k, "eps0": eps0, "residual": resid, "t0_best": t_best, "psnr_best": best,
+                                                   * max(eps0 + resid + sigma_y**2, 1e-12))
+    return {"k": k, "eps0": eps0, "residual": resid, "sigma_y": float(sigma_y),
+            "t0_best": t_best, "psnr_best": best,
             "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
 
 
@@ -190,7 +224,7 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
     elif "mse_net" in held:
         base, src = float(held["mse_net"]), "restoration net's held-out MSE"
     else:
-        key = ("prior_init_error", id(model), repr(getattr(operator, "__dict__", operator)))
+        key = ("prior_init_error", id(model), operator_key(operator))
         if cache is not None and key in cache:
             base = cache[key]
         else:

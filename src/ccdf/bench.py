@@ -21,12 +21,6 @@ solver overhead (wall time of CCDF against N' bare network calls at batch 8).
 Complex images (``mri:...-complex`` data) are measured by a complex MRI operator; PSNR and
 SSIM compare magnitudes.  ``model="none"`` runs the rows that need no prior (the initial
 estimate, the feed-forward net, the classical rows).
-
-``consistency`` (``--consistency``, a comma list): the data consistency of the CCDF and
-full-run rows (the first; projection by default); the t0 sweep runs once per entry.  With
-``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
-(``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps, and
-CCDF with each consistency (projection, gradient, cg by default).
 """
 
 from __future__ import annotations
@@ -42,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import autot0, classical, datasets, init, io, metrics, theory
+from . import autot0, classical, datasets, init, metrics, theory
 from .consistency import randn_like
 from .models import load_model
 from .models.denoiser import data_scale, to_model
@@ -66,6 +60,7 @@ class Setup:
     x: Tensor
     y: Tensor
     starts: dict                      # "classic" / "net" -> x0_hat (N, C, H, W)
+    sigma_y: float = 0.0              # measurement noise std ([0, 1] scale) added to y
     restorer_meta: dict = field(default_factory=dict)
     start_keys: dict = field(default_factory=lambda: {"classic": "classic"})  # calibration keys
     extras: dict = field(default_factory=dict)   # "sr3", "esrgan", "extractor"
@@ -79,21 +74,26 @@ def _asset(name: str) -> Path | None:
 
 def default_restorer(task: dict) -> Path | None:
     """The embedded restorer for the embedded tasks (SR x4 average pooling; MRI: the unrolled
-    start for any Cartesian mask)."""
+    start for any Cartesian mask; Gaussian deblurring with sigma 2)."""
     if task["task"] == "sr" and task.get("factor") == 4 and task.get("kernel", "avg") == "avg":
         return _asset("restorer-sr4")
     if task["task"] == "mri":
         return _asset("restorer-mri")
+    if task["task"] == "deblur" and task.get("kernel") == "gaussian" and \
+            task.get("kernel_sigma") == 2.0 and task.get("kernel_size") is None:
+        return _asset("restorer-deblur")
     return None
 
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
                n_images: int | None = None, restorer: str = "default",
-               extras: bool = True, model_config=(), class_label: int | None = None) -> Setup:
+               extras: bool = True, model_config=(), class_label: int | None = None,
+               sigma_y: float = 0.0, seed: int = 0) -> Setup:
     """Load the model (``model_config``: a checkpoint's settings; ``class_label``: the class of
     a class-conditional model), the images (a ``datasets.load`` spec; default: the embedded
-    sample), the operator, the measurement and the initial estimates (and, with ``extras``,
-    the SR comparison models and the FD classifier)."""
+    sample), the operator, the measurement (with white noise of std ``sigma_y`` drawn from
+    ``seed``) and the initial estimates (and, with ``extras``, the SR comparison models and
+    the FD classifier)."""
     from .models.denoiser import check_class_label
     from .models.restorer import load_restorer
 
@@ -115,13 +115,18 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     if kind == "mri" and task.get("coils"):  # simulated coils, ESPIRiT maps (``multicoil``)
         from . import multicoil
 
-        op, y, extras_["zero_filled"] = multicoil.problem(x, task)
+        op, y, extras_["zero_filled"] = multicoil.problem(x, task, sigma_y, seed)
         extras_["multicoil"] = {"data": data}
     else:
         op = _operator(task, x, bool(getattr(m, "complex", False)))
         y = op.A(x)
-    s = Setup(name=_task_name(task), task=task, model=m, op=op, x=x, y=y,
-              starts={"classic": init.classic(op, y)}, extras=extras_)
+        if sigma_y > 0:
+            g = torch.Generator().manual_seed(seed)  # complex y: the noise A z of the consistency
+            y = y + sigma_y * (op.A(randn_like(x, g)) if y.is_complex() else
+                               torch.randn(y.shape, generator=g, dtype=y.dtype))
+    s = Setup(name=_task_name(task) + (f", sigma_y={sigma_y:g}" if sigma_y else ""), task=task,
+              model=m, op=op, x=x, y=y, starts={"classic": init.classic(op, y, sigma_y)},
+              sigma_y=float(sigma_y), extras=extras_)
     rpath = default_restorer(task) if restorer == "default" else (
         None if restorer in ("none", "") else Path(restorer))
     net = load_restorer(rpath) if rpath is not None else None
@@ -131,7 +136,7 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     if fits is not True:
         s.notes.append(f"feed-forward start ({rpath.name}) left out: {fits}")
     elif net is not None:
-        s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y), net.meta
+        s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y, sigma_y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
         for key, name in (("sr3", "sr3-sr4"), ("esrgan", "esrgan-sr4")):
@@ -175,17 +180,17 @@ def _task_name(task: dict) -> str:
 class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
-    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str = "projection"):
-        self.s, self.seed, self.log = setup, seed, log
-        self.consistency = consistency  # of the CCDF / full-run rows (``consistency.CONSISTENCY``)
+    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None):
+        self.s, self.seed, self.log, self.consistency = setup, seed, log, consistency
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
 
     def add(self, method: str, x_hat: Tensor, nfe: int, seconds: float, *, start=None,
-            t0=None, steps=None) -> dict:
+            t0=None, steps=None, samples: int = 1) -> dict:
         s = self.s
         row = {"method": method, "start": start, "nfe": int(nfe), "t0": t0, "steps": steps,
+               "samples": int(samples),
                "psnr": float(metrics.psnr(x_hat.abs(), s.x.abs()).mean()),
                "ssim": float(metrics.ssim(x_hat.abs(), s.x.abs()).mean()),
                "seconds_per_image": seconds / len(s.x), "n_images": len(s.x)}
@@ -207,11 +212,15 @@ class Bench:
         x0 = self.s.starts[start]
         tic = time.perf_counter()
         r = reconstruct(self.s.model, self.s.op, self.s.y, x0, t0=t0, steps=steps,
-                        generator=self.gen(), **{"consistency": self.consistency, **kw})
+                        generator=self.gen(), **{**self._solver(), **kw})
         if r.std is not None:
             self.stds[method] = r.std
         return self.add(method, r.x, r.nfe, time.perf_counter() - tic, start=start, t0=t0,
-                        steps=steps)
+                        steps=steps, samples=kw.get("samples", 1))
+
+    def _solver(self) -> dict:
+        """The noise level and consistency step every CCDF run of this bench uses."""
+        return {"sigma_y": self.s.sigma_y, "consistency": self.consistency}
 
     # ------------------------------------------------------------------ groups of rows
     def initial(self) -> None:
@@ -273,12 +282,13 @@ class Bench:
             else:
                 self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
 
-    def sweep(self, grid=T0_GRID, steps=(100, 1000)) -> dict:
+    def sweep(self, grid=T0_GRID, steps=(100, 1000), label: str | None = None) -> dict:
         """PSNR against t0 for each start and N.  t0 = 1 reuses the full-run row, or else the
         classic start's t0 = 1 run: there x_N = a_N x0_hat + b_N z with a_N ~ 0.006 (VP), so
-        the start hardly matters."""
+        the start hardly matters.  ``label`` (a sweep with another consistency than the full
+        runs'): appended to the rows' names (", cg") and the curves' ("classic+cg start")."""
         curves = {}
-        tag = "" if self.consistency == "projection" else f", {self.consistency}"
+        tag = f", {label}" if label else ""
         for n in steps:
             for start in self.s.starts:
                 pts = []
@@ -291,7 +301,7 @@ class Bench:
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
                                            t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
-                curves[f"{start}{tag.replace(', ', '+')} start, N={n}"] = pts
+                curves[f"{start}{'+' + label if label else ''} start, N={n}"] = pts
         return curves
 
     def auto(self, steps: int = 100) -> dict:
@@ -300,14 +310,13 @@ class Bench:
             meta = self.s.restorer_meta if start == "net" else None
             cal = autot0.find_calibration(self.s.model, self.s.task, self.s.start_keys[start])
             t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, steps,
-                                       init_meta=meta, cache=cache, calibration=cal)
+                                       sigma_y=self.s.sigma_y, init_meta=meta, cache=cache,
+                                       calibration=cal)
             self.log(f"  auto t0 ({start} start): {why}")
             row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
             reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
-            sweep = [r for r in self.rows if r["start"] == start and r["steps"] == steps
-                     and r["t0"] is not None and "auto" not in r["method"]]
-            if sweep:  # the best fixed t0 of the sweep so far, to judge auto t0 against
-                b = max(sweep, key=lambda r: r["psnr"])
+            b = best_fixed(self.rows, start, steps)
+            if b is not None:  # the best fixed t0 so far, to judge auto t0 against
                 reasons[start].update(best_fixed_t0=b["t0"], best_fixed_psnr=b["psnr"])
         return reasons
 
@@ -334,7 +343,7 @@ class Bench:
                 tic = time.perf_counter()
                 try:
                     xh, nfe = peers.run_peer(name, self.s.model, self.s.op, self.s.y, steps=n,
-                                             generator=self.gen())
+                                             generator=self.gen(), sigma_y=self.s.sigma_y)
                 except ValueError as e:  # the peer does not support this operator/schedule
                     self.log(f"  {labels[name]}: skipped ({e})")
                     break
@@ -375,9 +384,9 @@ class Bench:
                 seen["x"] = info["x"].clone()
 
         full = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=1.0, steps=steps,
-                           generator=self.gen(), callback=at_nprime)
+                           generator=self.gen(), callback=at_nprime, **self._solver())
         ccdf = reconstruct(s.model, s.op, s.y, s.starts["classic"], t0=t0, steps=steps,
-                           generator=self.gen())
+                           generator=self.gen(), **self._solver())
         grid = s.model.schedule.grid(steps)
         x_m = to_model(s.model, s.starts["classic"])
         start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
@@ -413,7 +422,8 @@ class Bench:
                     s.model(xm, t)
                 fwd.append(time.perf_counter() - tic)
                 tic = time.perf_counter()
-                reconstruct(s.model, s.op, y, x0, t0=t0, steps=steps, generator=self.gen())
+                reconstruct(s.model, s.op, y, x0, t0=t0, steps=steps, generator=self.gen(),
+                            **self._solver())
                 run.append(time.perf_counter() - tic)
         f, r = statistics.median(fwd), statistics.median(run)
         out = {"batch": batch, "n_prime": n_p, "network_seconds": f, "ccdf_seconds": r,
@@ -421,6 +431,14 @@ class Bench:
         self.log(f"  overhead at batch {batch}: CCDF {r:.3f} s vs {n_p} forwards {f:.3f} s "
                  f"-> ratio {r / f:.3f}")
         return out
+
+
+def best_fixed(rows: list, start: str, steps: int) -> dict | None:
+    """The best single-sample CCDF row at a fixed t0 for ``start`` and N = ``steps`` (auto t0
+    rows and means of K posterior samples, which cost K times the NFE, are not fixed t0 runs)."""
+    fixed = [r for r in rows if r["start"] == start and r["steps"] == steps
+             and r["t0"] is not None and "auto" not in r["method"] and r.get("samples", 1) == 1]
+    return max(fixed, key=lambda r: r["psnr"]) if fixed else None
 
 
 def machine() -> dict:
@@ -435,7 +453,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
               n_images: int | None = None, seed: int = 0, command: str = "", log=print,
               val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
               full_steps=None, full_images: int | None = None, checks: bool = True,
-              model_config=(), class_label: int | None = None,
+              model_config=(), class_label: int | None = None, sigma_y: float = 0.0,
               consistency: str | None = None) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
 
@@ -443,36 +461,36 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
     of the compressed-sensing solvers; ``grid``/``sweep_steps``: the t0 grid and N of the
     sweeps; ``full_steps``/``full_images``: the full runs' N and (for N > 100) how many images
-    they use (default N = 1000 and 20; quick multi-coil: 100 and 20); ``checks``: the theory
-    check and the overhead measurement; ``consistency``: a comma list (see the module
-    docstring)."""
-    from .consistency import CONSISTENCY
+    they use; ``checks``: the theory check and the overhead measurement; ``sigma_y``:
+    measurement noise added to y and given to every method; ``consistency``: CCDF's step
+    (None: the operator's default, prox for deblurring).
 
+    With ``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
+    (``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps,
+    and one more t0 sweep per other consistency (projection, gradient, cg); quick: the full
+    runs at N = 100 and 20."""
     out = Path(out)
     n = n_images or (4 if quick else None)
     multi = task["task"] == "mri" and bool(task.get("coils"))
-    conses = (consistency or ("projection,gradient,cg" if multi else "projection")).split(",")
-    for c in conses:
-        if c not in CONSISTENCY:
-            raise ValueError(f"unknown consistency {c!r}; choose from {', '.join(CONSISTENCY)}")
     full_steps = full_steps or ((100, 20) if multi and quick else (1000, 20))
     s = make_setup(task, model, data, n, restorer, model_config=model_config,
-                   class_label=class_label)
+                   class_label=class_label, sigma_y=sigma_y, seed=seed)
+    consistency = consistency or getattr(s.op, "consistency", "projection")
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
-        f"{' complex' if s.x.is_complex() else ''}, model {model}")
+        f"{' complex' if s.x.is_complex() else ''}, model {model}, consistency {consistency}")
     for note in s.notes:
         log(f"  {note}")
-    b = Bench(s, seed, log, conses[0])
+    b = Bench(s, seed, log, consistency)
     b.initial()
     cs = {}
     if task["task"] == "mri":
         used = s.extras.get("multicoil", {}).get("data") or data or "mni152:sample"
         val = val or datasets.validation_spec(used)
         n_val = 2 if quick else None
-        if multi:
+        if multi:  # the validation slices get their own coils and ESPIRiT maps
             from . import multicoil
 
-            vs = multicoil.validation(val, task, n_val) if val else None
+            vs = multicoil.validation(val, task, n_val, s.sigma_y, seed) if val else None
         else:
             vs = validation_setup(s, val, n_val) if val else None
         cs = b.classical_rows(vs, iters=cs_iters)
@@ -485,12 +503,14 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         write_outputs(res, b, out)
         return res
     b.full_runs(full_steps, full_images)
-    curves = {}
-    for c in conses:  # one sweep per consistency; the other rows use the first
-        b.consistency = c
-        curves.update(b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
-                              sweep_steps or ((100,) if quick else (100, 1000))))
-    b.consistency = conses[0]
+    grid = grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID)
+    sweep_steps = sweep_steps or ((100,) if quick else (100, 1000))
+    curves = b.sweep(grid, sweep_steps)
+    for other in [c for c in ("projection", "gradient", "cg") if c != consistency] \
+            if multi else []:  # multi-coil: CCDF with each consistency
+        b.consistency = other
+        curves.update(b.sweep(grid, sweep_steps, label=other))
+    b.consistency = consistency
     auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":
@@ -502,8 +522,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         if checks else None  # multi-coil: the maps are per image
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
-           "command": command, "n_images": len(s.x), "quick": quick, "consistency": conses,
-           **({"multicoil": s.extras["multicoil"]} if multi else {})}
+           "command": command, "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
+           "consistency": consistency, **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

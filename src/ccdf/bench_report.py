@@ -19,11 +19,9 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+def _save(fig, path: Path, dpi: int = 120) -> None:
+    with io.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
 
 
 def plot_psnr_vs_nfe(res: dict, path: Path) -> None:
@@ -62,11 +60,20 @@ def plot_psnr_vs_t0(res: dict, path: Path) -> None:
                                              "fd")] if has_fd else [])
     for ax, (i, label, key) in zip(axes[0], panels):
         for name, pts in res["curves"].items():
-            ax.plot([p[0] for p in pts], [p[i] for p in pts], "o-", label=f"CCDF, {name}")
+            line, = ax.plot([p[0] for p in pts], [p[i] for p in pts], "o-", label=f"CCDF, {name}")
+            start, n = name.split(" start, N=")
+            auto = [r for r in res["rows"] if "auto" in r["method"] and r["start"] == start
+                    and r["steps"] == int(n) and r.get("samples", 1) == 1 and key in r]
+            for r in auto:   # the auto t0 run on its curve, where it falls
+                ax.plot([r["t0"]], [r[key]], "*", ms=12, c=line.get_color(), mec="k",
+                        label=f"auto t0 = {r['t0']:.2f}, {start} start")
         for r, c in zip([r for r in res["rows"] if r["nfe"] == 0 and r["start"]], ["gray", "tan"]):
             if key in r:
                 ax.axhline(r[key], ls=":", c=c, label=r["method"])
         ax.set_xscale("log")
+        ts = sorted({p[0] for pts in res["curves"].values() for p in pts})
+        ax.set_xticks(ts, [f"{t:g}" for t in ts], fontsize=7)   # ticks at the swept t0
+        ax.minorticks_off()
         ax.set_xlabel("t0")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
@@ -95,7 +102,10 @@ def grid_columns(res: dict, bench) -> list[str]:
 
 def write_grid(res: dict, bench, path: Path, n_show: int = 4, cols=None) -> list[str]:
     """Rows: images; columns: ground truth, measurement, ``cols`` (methods), then the std map
-    (normalised per image) of every method that drew K > 1 samples."""
+    (normalised per image) of every method that drew K > 1 samples.  Each column is labelled
+    with its method, PSNR and NFE over its first row; tiles are drawn at about 140 pixels."""
+    import textwrap
+
     s = bench.s
     cols = cols or grid_columns(res, bench)
     stds = [m for m in cols if m in bench.stds]
@@ -103,10 +113,26 @@ def write_grid(res: dict, bench, path: Path, n_show: int = 4, cols=None) -> list
                                                      for m in cols]
     imgs += [bench.stds[m] / bench.stds[m].amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
              for m in stds]
+    labels = ["ground truth", "measurement"] + cols + [f"std map of {m} (normalised)" for m in stds]
+    rows = {r["method"]: r for r in res["rows"]}
     n = min(n_show, len(s.x))
-    grid = torch.cat([torch.cat([c[i] for c in imgs], 2) for i in range(n)], 1)
-    io.write_image(path, grid)
-    return ["ground truth", "measurement"] + cols + [f"std map of {m} (normalised)" for m in stds]
+    plt = _plt()
+    fig, axes = plt.subplots(n, len(imgs), figsize=(1.45 * len(imgs), 1.45 * n + 0.75),
+                             squeeze=False)
+    for j, (label, im) in enumerate(zip(labels, imgs)):
+        r = rows.get(label)
+        title = label + (f" ({r['psnr']:.2f} dB, {r['nfe']} NFE)" if r else "")
+        axes[0][j].set_title(textwrap.fill(title, 20), fontsize=7)
+        for i in range(n):
+            a = im[i].detach().float().cpu().clamp(0, 1)
+            a = a[0] if a.shape[0] == 1 else a.permute(1, 2, 0)
+            axes[i][j].imshow(a.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes[i][j].set_axis_off()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / (1.45 * n + 0.75),
+                        wspace=0.05, hspace=0.05)
+    _save(fig, path, dpi=100)
+    plt.close(fig)
+    return labels
 
 
 def targets(res: dict) -> list[tuple[str, bool, str]]:
@@ -134,6 +160,16 @@ def targets(res: dict) -> list[tuple[str, bool, str]]:
                 out.append((f"CCDF ({start} start, 20 NFE) > full run N=20 in PSNR and SSIM", ok,
                             f"{r['psnr']:.2f}/{r['ssim']:.3f} vs {full20['psnr']:.2f}/"
                             f"{full20['ssim']:.3f}"))
+    classic = by.get("initial estimate (classic)")
+    c20 = best(ccdf20)
+    if res["task"]["task"] == "deblur" and c20:
+        if classic:
+            out.append(("CCDF (<= 20 NFE) >= the Wiener start + 1 dB", c20["psnr"] >=
+                        classic["psnr"] + 1, f"{c20['psnr']:.2f} ({c20['method']}) vs "
+                        f"{classic['psnr']:.2f}"))
+        if full20:
+            out.append(("CCDF (<= 20 NFE) >= full run N=20", c20["psnr"] >= full20["psnr"],
+                        f"{c20['psnr']:.2f} vs {full20['psnr']:.2f}"))
     for name, pts in res.get("curves", {}).items():
         out += _interior(name, pts, 1, "PSNR", max)
         if all(p[3] is not None for p in pts):
@@ -186,7 +222,9 @@ def results_md(res: dict, labels: list[str]) -> str:
              f"Command: `{res['command']}`", "",
              f"{res['n_images']} images; machine: {res['machine']['platform']}, "
              f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
-             f"thread(s), torch {res['machine']['torch']}.", "",
+             f"thread(s), torch {res['machine']['torch']}. Measurement noise sigma_y = "
+             f"{res.get('sigma_y', 0):g}; CCDF consistency step: "
+             f"{res.get('consistency') or 'projection'}.", "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

@@ -11,8 +11,16 @@ seen through A), so the iterate stays on the noisy manifold; at the last step (b
   sigma_y > 0 the replacement is softened to gamma = b^2 / (b^2 + a^2 sigma_y^2): the
   measurement is trusted as much as its noise allows against the current diffusion noise.
 * ``GradientStep``: x <- x + lam A^T (y_t - A x), non-expansive for 0 <= lam <= 2 / ||A||^2.
+* ``Prox``: x <- argmin_x ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2 with s = a sigma_y / c,
+  c the std of the noise the reverse step adds, for operators whose pseudo-inverse is
+  ill-conditioned (deblurring).  In the SVD basis it keeps a fraction
+  c^2 s_k^2 / (c^2 s_k^2 + a^2 sigma_y^2) of the measured coefficient k: a soft replacement
+  with the noise of each coefficient, sigma_y / s_k, so noise is never amplified by 1 / s_k.
 
-Both are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1.
+All are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1;
+the prox is moreover firmly non-expansive (its linear part (A^T A / s^2 + I)^{-1} is symmetric
+with eigenvalues in (0, 1]).  Measurement noise: ``Projection`` softens its replacement and
+``Prox`` weighs each coefficient by its own noise; ``GradientStep`` ignores sigma_y.
 
 * ``ConjugateGradient`` (DDS: Chung, Lee & Ye, "Decomposed Diffusion Sampler for Accelerating
   Large-Scale Inverse Problems", ICLR 2024): acts on the denoised (Tweedie) estimate x0_hat of
@@ -158,10 +166,65 @@ class Chain:
         self.steps = steps
         self.tweedie = bool(steps) and bool(getattr(steps[0], "tweedie", False))
 
+    def bind(self, grid) -> "Chain":
+        """The chain on the sampling grid: each step that has a ``bind`` bound to it."""
+        return Chain(*(s.bind(grid) if callable(getattr(s, "bind", None)) else s
+                       for s in self.steps))
+
     def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
         for k, step in enumerate(self.steps):
             x = step(x, *((1.0, 0.0) if self.tweedie and k else (a, b)), generator)
         return x
 
 
-CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "cg": ConjugateGradient}
+class Prox(_Consistency):
+    """x <- argmin_x ||y_t - A x||^2 / (2 s^2) + ||x - x'||^2 / 2 = ``A.prox_l2(x', y_t, s^2)``.
+
+    s = a sigma / c: the measurement noise a sigma of y_t against c, the std of the fresh noise
+    the reverse step into this level adds (its DDPM posterior variance
+    c^2 = b_{i-1}^2 beta_i / b_i^2, from the grid the loop binds, ``bind``; c = b when called
+    outside a loop, a single jump).  Each step thus weighs the measurement by what that step
+    is unsure of, so the data enter in proportion to the step size and N does not change the
+    result (a continuous-measurement, Kalman-like update; weighing by b instead counts the same
+    noisy y again at every step, and at N = 1000 the blur's amplified noise takes over).
+    sigma = max(sigma_y, sigma_floor), the floor (default 2 / (255 sqrt(12)) in the model's
+    [-1, 1] range: the rounding noise of 8-bit images) keeping noiseless data off an
+    unregularised inverse.  At b = 0 (the last step) the data term has no weight: x = x'.
+    Closed form for operators that have one (``Blur``: the Fourier domain), conjugate
+    gradients otherwise (``LinearOperator.prox_l2``).
+    """
+
+    def __init__(self, operator, y, sigma_y: float = 0.0, noisy: bool = True,
+                 sigma_floor: float = 2.0 / (255.0 * math.sqrt(12.0))):
+        super().__init__(operator, y, sigma_y, noisy)
+        if not math.isfinite(sigma_floor) or sigma_floor < 0:
+            raise ValueError(f"sigma_floor must be a finite number >= 0, got {sigma_floor}")
+        self.sigma = max(self.sigma_y, float(sigma_floor))
+        self.step_var: dict[float, float] = {}   # b_{i-1} -> c_i^2 of the bound grid
+
+    def bind(self, grid) -> "Prox":
+        """This step on the sampling grid (``schedules.Grid``): a copy that knows, for each
+        level b_{i-1} the loop calls it at, the variance c_i^2 of the step into it."""
+        bound = Prox.__new__(Prox)
+        bound.__dict__.update(self.__dict__)
+        bound.step_var = {float(grid.b[i - 1]): float(grid.b[i - 1] ** 2 * grid.beta(i)
+                                                      / grid.b[i] ** 2)
+                          for i in range(1, grid.steps + 1) if float(grid.b[i]) > 0}
+        return bound
+
+    def s2(self, a: float, b: float) -> float:
+        """s^2 = (a sigma / c)^2; inf at b = 0 (no data step) unless sigma = 0."""
+        if b <= 0:
+            return 0.0 if self.sigma == 0 else math.inf
+        c2 = self.step_var.get(float(b), b * b)
+        return (a * self.sigma) ** 2 / c2 if c2 > 0 else (0.0 if self.sigma == 0 else math.inf)
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        s2 = self.s2(a, b)
+        if s2 == math.inf:
+            return x
+        return self.operator.prox_l2(x, self.y_t(x, a, b, generator), s2)
+
+
+CONSISTENCY = {"projection": Projection, "gradient": GradientStep, "prox": Prox,
+               "cg": ConjugateGradient}

@@ -134,13 +134,19 @@ def mni152_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / MNI_FILE
 
 
-def volume_slices(vol: np.ndarray, size: int, axis: int = 2, pct: float = 99.5) -> Tensor:
+def volume_slices(vol: np.ndarray, size: int, axis: int = 2, pct: float = 99.5,
+                  geometry: dict | None = None) -> Tensor:
     """Slices of a volume along ``axis`` as (S, 1, size, size) in [0, 1].
 
     Intensities are scaled by the volume's ``pct`` percentile; each slice is zero-padded to a
     square, then area-resized to ``size``.  Slices are rotated so anterior is up.
+    ``geometry`` (a dict), when given, receives what undoes this: ``scale`` (the percentile),
+    ``crop_lo`` and ``crop_shape`` (the bounding box along the two in-plane axes, in the
+    volume's axis order), ``pad_before`` (the zero padding before each of them) and ``side``
+    (the padded square's side, resized to ``size``).
     """
     vol = np.asarray(vol, dtype=np.float32)
+    lo = [0] * vol.ndim
     nz = np.argwhere(vol > 0.05 * vol.max())
     if len(nz):  # crop to the object's bounding box (all axes but the slice axis)
         lo, hi = nz.min(0), nz.max(0) + 1
@@ -154,6 +160,10 @@ def volume_slices(vol: np.ndarray, size: int, axis: int = 2, pct: float = 99.5) 
     h, w = x.shape[-2:]
     m = max(h, w)
     x = F.pad(x, ((m - w) // 2, m - w - (m - w) // 2, (m - h) // 2, m - h - (m - h) // 2))
+    if geometry is not None:  # rows of the turned slice run along the 2nd in-plane axis, reversed
+        geometry.update(scale=max(scale, 1e-8), side=m,
+                        crop_lo=[int(v) for i, v in enumerate(lo) if i != axis],
+                        crop_shape=[w, h], pad_before=[(m - w) // 2, m - h - (m - h) // 2])
     return F.interpolate(x, size=(size, size), mode="area").clamp(0, 1)
 
 
@@ -267,7 +277,7 @@ def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
         files = sorted(p for p in path.iterdir() if io.suffix_of(p) in io.IMAGE_SUFFIXES)
         if not files:
             raise io.InputError(f"no images in {path}")
-        x = torch.stack([io.read_image(p, channels) for p in files])
+        x = torch.stack([io.read_image(p, channels, convert=True) for p in files])
     elif io.suffix_of(path) in io.NIFTI_SUFFIXES:
         x = volume_slices(io.read_nifti(path), size or 64, axis=2)
         x = x[x.mean(dim=(1, 2, 3)) > 0.08]

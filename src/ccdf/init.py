@@ -4,8 +4,13 @@ All work on images (B, C, H, W) in the operator's ``value_range`` ([0, 1]; MRI: 
 clipped above); y is the operator's measurement.
 * SR: bicubic upsampling of the low-resolution image (``operators.upsample_bicubic``);
 * inpainting: the observed pixels, holes filled with the mean of the observed ones;
-* MRI: the zero-filled reconstruction A^+ y (minimum-norm least squares: F^H M y for complex
-  images; for real images the Hermitian-symmetric average, see ``operators.mri``).
+* MRI: the minimum-norm least-squares image A^+ y (``MRI.A_pinv``), not A^T y: for complex
+  images the zero-filled inverse FFT (there A^+ = A^H); for real images the inverse FFT of the
+  measured k-space completed by Hermitian symmetry (entries measured at k and -k averaged),
+  clamped to the operator's ``value_range`` (>= 0, not clipped above); for multi-coil data the
+  conjugate-gradient least-squares image;
+* an operator with its own ``classic_start(y, sigma_y)`` (deblurring: the Wiener filter at the
+  measurement's noise level) uses it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from torch import Tensor
 from .operators import MRI, Inpainting, SuperResolution, upsample_bicubic
 
 
-def classic(operator, y: Tensor) -> Tensor:
-    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1])."""
+def classic(operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+    """The classic initial estimate for ``operator``'s measurement y (images in [0, 1]; sigma_y
+    on that scale, used by starts that depend on the noise)."""
+    own = getattr(operator, "classic_start", None)
+    if callable(own):
+        return own(y, sigma_y)
     if isinstance(operator, SuperResolution):
         return operator.clamp(upsample_bicubic(y, operator.factor))
     if isinstance(operator, Inpainting):
@@ -29,12 +38,12 @@ def classic(operator, y: Tensor) -> Tensor:
     return operator.A_pinv(y)
 
 
-def feed_forward(net, operator, y: Tensor) -> Tensor:
+def feed_forward(net, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
     """A trained restoration network applied to the classic estimate (the feed-forward
     correction of Chung, Sim & Ye, Sec. 3): net maps classic(y) (B, C, H, W) -> x0_hat.
     A network with ``restore(operator, y)`` (the unrolled MRI start) is given the operator."""
     if hasattr(net, "restore"):
         return net.restore(operator, y)
-    x = classic(operator, y)
+    x = classic(operator, y, sigma_y)
     with torch.no_grad():
         return operator.clamp(net(x))

@@ -1,7 +1,10 @@
 """All file reading and writing (images, NumPy, NIfTI, fastMRI-style HDF5, IDX, JSON).
 
-Images come back as float32 tensors in [0, 1], shaped (C, H, W).  Writers go through
-``atomic_write`` so an interrupted run never leaves a half-written file.
+Images come back as float32 tensors in [0, 1], shaped (C, H, W), every mode at its full range
+(``read_image``).  Readers accept regular files only (a FIFO would block) and check sizes from
+the header before decoding (``MAX_PIXELS``, ``MAX_ELEMENTS``).  Writers go through
+``atomic_write`` (a temporary ``.ccdf-XXXXXXXX.tmp`` beside the target, then a rename) so an
+interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import contextlib
 import gzip
 import json
 import os
+import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +26,75 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
+#: images larger than this (from the header, before decoding) are refused: 4096 x 4096
+MAX_PIXELS = 1 << 24
+#: arrays (.npy, NIfTI, HDF5 datasets) with more elements are refused: 1 GiB of float32
+MAX_ELEMENTS = 1 << 28
+
+
 class InputError(ValueError):
     """A user-facing problem with an input file (printed as one line by the CLI)."""
 
 
+def shown(name) -> str:
+    """A file name as printed in a message: undecodable bytes and control characters (a
+    newline in a name) escaped, so the message stays one readable line."""
+    s = os.fsencode(str(name)).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in s)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message as one line: ccdf's own (``InputError``) whole, its control
+    characters escaped (a file name may hold a newline); another's first line."""
+    msg = str(e).strip()
+    if isinstance(e, InputError):
+        msg = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in msg)
+    return (msg.splitlines() or [""])[0] or type(e).__name__
+
+
+def regular_file(path) -> Path:
+    """``path`` if it is a regular file (symlinks followed), else InputError: a FIFO or a
+    device named like an input would block or never end."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"file not found: {shown(path)}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {shown(path)}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+            "a device or socket"
+        raise InputError(f"{shown(path)} is {what}, not a regular file")
+    return path
+
+
 _UMASK = os.umask(0o22)  # read the process umask (and put it back)
 os.umask(_UMASK)
+TMP_PREFIX, TMP_SUFFIX = ".ccdf-", ".tmp"   # atomic_write's temporaries: .ccdf-XXXXXXXX.tmp
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "wb"):
-    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
+def _temporary(path: Path):
+    """A new temporary file name beside ``path`` (short, whatever the length of the name),
+    given the usual mode on success, removed on failure or interruption."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
+        yield fd, tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
+    with _temporary(Path(path)) as (fd, _), os.fdopen(fd, mode) as f:
+        yield f
 
 
 def write_json(path, obj) -> None:
@@ -58,31 +109,104 @@ def suffix_of(path) -> str:
 
 
 # ---------------------------------------------------------------- images
-def read_image(path, channels: int | None = None) -> Tensor:
-    """A PNG/JPEG/TIFF as (C, H, W) float32 in [0, 1]; channels=1 converts to grayscale."""
+_GRAY_MODES = {"1": 255, "L": 255, "LA": 255, "I;16": 65535, "I;16L": 65535, "I;16B": 65535,
+               "I;16N": 65535}
+_COLOUR_MODES = ("P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _open_image(path):
+    """PIL's lazy open (header only) of a regular file; InputError for what it cannot open
+    and for images over MAX_PIXELS (checked before any pixel is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
+    path = regular_file(path)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        claim = str(e).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise InputError(f"{shown(path)}: refused, not decoded: {claim}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read image {shown(path)}: {e}") from None
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise InputError(f"{shown(path)}: refused, the header claims {w}x{h} pixels (more than "
+                         f"{MAX_PIXELS} = 4096x4096); not decoded")
+    return im
+
+
+def image_size(path) -> tuple[int, int]:
+    """(H, W) of an image from its header, without decoding it."""
+    with _open_image(path) as im:
+        return im.size[1], im.size[0]
+
+
+def read_image(path, channels: int | None = None, convert: bool = False) -> Tensor:
+    """A PNG/JPEG/TIFF/BMP as (C, H, W) float32 in [0, 1], every mode at its full range.
+
+    8-bit modes are divided by 255, 16-bit ones (``I;16``, a 16-bit PNG) by 65535, 32-bit
+    integer PNGs (16-bit data) by 65535; float images (``F``, e.g. a float TIFF) must already
+    lie in [0, 1] (like ``.npy``).  32-bit integer TIFFs, multi-frame files and images with
+    transparent pixels are refused: their meaning is ambiguous.  ``channels``: 1 gives gray
+    (a colour image whose channels are all equal is gray; a real colour image is refused
+    unless ``convert``, which takes its luminance, ITU-R 601), 3 gives RGB (gray repeated).
+    """
+    with _open_image(path) as im:
+        name = shown(path)
+        if getattr(im, "n_frames", 1) > 1:
+            raise InputError(f"{name} has {im.n_frames} frames; only single images are read "
+                             "(save a stack as .npy)")
+        try:
             im.load()
-            if channels == 1:
-                im = im.convert("L")
-            elif channels == 3 or im.mode not in ("L", "I;16", "I", "F"):
-                im = im.convert("RGB")
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise InputError(f"cannot read image {path}: {e}") from None
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16 or arr.dtype.kind in "iu":
-        arr = arr.astype(np.float32) / max(float(arr.max()), 1.0)
-    else:
-        arr = arr.astype(np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"cannot read image {name}: {e}") from None
+        mode = im.mode
+        if mode in ("LA", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info):
+            alpha = im.convert("RGBA").getchannel("A")
+            if alpha.getextrema()[0] < 255:
+                raise InputError(f"{name} has transparent pixels (mode {mode}); flatten it onto "
+                                 "a background first")
+        if mode in _GRAY_MODES:
+            arr = np.asarray(im.convert("L") if mode in ("1", "LA") else im)
+            arr = arr.astype(np.float32) / _GRAY_MODES[mode]
+        elif mode == "I" and im.format == "PNG":  # 16-bit PNG data held as 32-bit integers
+            arr = np.asarray(im).astype(np.float32) / 65535.0
+        elif mode == "I":
+            a = np.asarray(im)
+            raise InputError(f"{name} is a 32-bit integer image (values {a.min()} to {a.max()}); "
+                             "its range is ambiguous: save it as an 8- or 16-bit image, or as "
+                             "floats in [0, 1] (float TIFF or .npy)")
+        elif mode == "F":
+            arr = np.asarray(im).astype(np.float32)
+            if not np.isfinite(arr).all():
+                raise InputError(f"{name} contains NaN or Inf")
+            lo, hi = float(arr.min()), float(arr.max())
+            if lo < 0 or hi > 1:
+                raise InputError(f"{name}: a float image's values must lie in [0, 1], got "
+                                 f"[{lo:.3g}, {hi:.3g}] (scale it first)")
+        elif mode in _COLOUR_MODES:
+            arr = np.asarray(im.convert("RGB")).astype(np.float32) / 255.0
+        else:
+            raise InputError(f"{name}: unsupported image mode {mode} (supported: 8/16-bit gray, "
+                             "8-bit palette/RGB/CMYK, float in [0, 1])")
+    if arr.ndim == 3:
         arr = arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+        gray = bool((arr[0] == arr[1]).all() and (arr[0] == arr[2]).all())
+        if channels == 1 and gray:
+            arr = arr[:1]
+        elif channels == 1 and convert:
+            arr = (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None]
+        elif channels == 1:
+            raise InputError(f"{name} is a colour image (mode {mode}) but a grayscale (1-channel) "
+                             "image is needed; convert it to grayscale first (it is not "
+                             "converted silently)")
+    else:
+        arr = arr[None]
+        if channels == 3:
+            arr = np.repeat(arr, 3, 0)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 def write_image(path, img: Tensor) -> None:
@@ -107,10 +231,19 @@ def tile(x: Tensor, cols: int) -> Tensor:
 
 
 def read_npy(path) -> np.ndarray:
+    """A .npy array (never a pickle); its shape is checked against the file size and
+    MAX_ELEMENTS before anything is allocated (the file is memory-mapped first)."""
+    path = regular_file(path)
     try:
-        return np.load(path, allow_pickle=False)
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+        if a.size > MAX_ELEMENTS:
+            raise InputError(f"{shown(path)}: refused, the array {a.shape} has more than "
+                             f"{MAX_ELEMENTS} elements")
+        return np.array(a)
     except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"cannot read {shown(path)}: {e}") from None
 
 
 def write_npy(path, arr) -> None:
@@ -135,18 +268,45 @@ def read_idx(path) -> np.ndarray:
 
 def read_nifti(path) -> np.ndarray:
     """A NIfTI volume as a float32 array (x, y, z[, ...]), read with nibabel."""
+    return read_nifti_image(path)[0]
+
+
+def read_nifti_image(path):
+    """(volume float32 (x, y, z[, ...]) in the file's units (scl_slope/inter applied), its
+    affine (4, 4), its header); the shape is checked from the header before reading."""
     import nibabel as nib
 
+    path = regular_file(path)
     try:
-        return np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-    except Exception as e:  # nibabel raises many types for bad files
-        raise InputError(f"cannot read NIfTI {path}: {e}") from None
+        img = nib.load(str(path))
+        n = int(np.prod(img.shape))
+        if n > MAX_ELEMENTS:
+            raise InputError(f"{shown(path)}: refused, the header claims a volume {img.shape} "
+                             f"with more than {MAX_ELEMENTS} voxels")
+        return np.asarray(img.get_fdata(dtype=np.float32)), np.asarray(img.affine), img.header
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- nibabel raises many types for bad files
+        raise InputError(f"cannot read NIfTI {shown(path)}: {e}") from None
 
 
-def write_nifti(path, vol: np.ndarray) -> None:
+def write_nifti(path, vol: np.ndarray, affine=None, header=None) -> None:
+    """Write a float32 volume; ``affine`` (default identity) goes into the sform and qform
+    (with the codes of ``header`` when given, whose units and orientation fields are kept)."""
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(vol, dtype=np.float32), np.eye(4))
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    hdr = None
+    if header is not None:
+        hdr = header.copy()
+        hdr.set_data_dtype(np.float32)
+        hdr["cal_min"], hdr["cal_max"] = 0, 0
+    img = nib.Nifti1Image(np.asarray(vol, dtype=np.float32), affine, hdr)
+    if header is not None:
+        s_code, q_code = int(header["sform_code"]), int(header["qform_code"])
+        img.set_sform(affine, s_code or (0 if q_code else 2))
+        img.set_qform(affine, q_code or (0 if s_code else 2))
+    img.header.set_slope_inter(1.0, 0.0)
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
     with atomic_write(path) as f:
         f.write(img.to_bytes() if suffix == ".nii" else gzip.compress(img.to_bytes()))
@@ -156,10 +316,14 @@ def read_h5_kspace(path, dataset: str = "kspace") -> tuple[np.ndarray, np.ndarra
     """A fastMRI-style HDF5 file: (kspace (slices, [coils,] H, W) complex, mask or None, attrs)."""
     import h5py
 
+    path = regular_file(path)
     try:
         with h5py.File(path, "r") as f:
             if dataset not in f:
                 raise InputError(f"{path} has no '{dataset}' dataset (found: {', '.join(f.keys())})")
+            if f[dataset].size > MAX_ELEMENTS:
+                raise InputError(f"{shown(path)}: refused, '{dataset}' {f[dataset].shape} has "
+                                 f"more than {MAX_ELEMENTS} elements")
             k = np.asarray(f[dataset])
             mask = np.asarray(f["mask"]) if "mask" in f else None
             attrs = dict(f.attrs)
@@ -171,21 +335,15 @@ def read_h5_kspace(path, dataset: str = "kspace") -> tuple[np.ndarray, np.ndarra
 
 
 def write_h5(path, **datasets) -> None:
+    """Write datasets to an HDF5 file (atomically, with the usual file mode)."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _temporary(Path(path)) as (fd, tmp):
+        os.close(fd)
         with h5py.File(tmp, "w") as f:
             for k, v in datasets.items():
                 f.create_dataset(k, data=np.asarray(v))
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- fastMRI files
@@ -200,12 +358,16 @@ def read_fastmri(path) -> dict:
     "targets": {"reconstruction_rss" | "reconstruction_esc": (S, 320, 320)} where present}."""
     import h5py
 
+    path = regular_file(path)
     try:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
-                raise InputError(f"{Path(path).name} has no 'kspace' dataset (found: "
+                raise InputError(f"{shown(path.name)} has no 'kspace' dataset (found: "
                                  f"{', '.join(f.keys()) or 'nothing'}); a fastMRI file holds "
                                  "kspace (slices, [coils,] H, W)")
+            if f["kspace"].size > MAX_ELEMENTS:
+                raise InputError(f"{shown(path)}: refused, 'kspace' {f['kspace'].shape} has "
+                                 f"more than {MAX_ELEMENTS} elements")
             k = np.asarray(f["kspace"])
             n = k.shape[0] if k.ndim else 0
             out = {"kspace": k, "attrs": dict(f.attrs),
@@ -217,9 +379,10 @@ def read_fastmri(path) -> dict:
                 if key in f and f[key].ndim == 3 and f[key].shape[0] == n:
                     out["targets"][key] = np.asarray(f[key])
     except OSError as e:
-        raise InputError(f"cannot read HDF5 {path}: {e}") from None
+        raise InputError(f"cannot read HDF5 {shown(path)}: {e}") from None
     if not np.iscomplexobj(out["kspace"]):
-        raise InputError(f"{Path(path).name}: 'kspace' must be complex, got {out['kspace'].dtype}")
+        raise InputError(f"{shown(path.name)}: 'kspace' must be complex, got "
+                         f"{out['kspace'].dtype}")
     return out
 
 
@@ -233,22 +396,13 @@ def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
     """An HDF5 file with ``datasets`` and root ``attrs``, written atomically."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _temporary(Path(path)) as (fd, tmp):
+        os.close(fd)
         with h5py.File(tmp, "w") as f:
             for k, v in datasets.items():
                 f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:

@@ -90,7 +90,7 @@ def check_model_input(model, x: Tensor) -> None:
 
 def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, steps: int = 100,
                 sampler: str = "ddpm", samples: int = 1, sigma_y: float = 0.0,
-                consistency: str = "projection", eta: float = 0.0, corrector=None,
+                consistency: str | None = None, eta: float = 0.0, corrector=None,
                 generator: torch.Generator | None = None, callback=None,
                 real_image: bool = False) -> Reconstruction:
     """CCDF for measurements y, starting from x0_hat (B, C, H, W).
@@ -98,7 +98,10 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     ``samples`` = K posterior samples per image, run together as one batch of B K.
     ``real_image``: the image is known real (complex prior, phase in the operator): Im x is
     held at its diffused value 0 after every consistency step (``consistency.RealImage``).
+    ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
+    (``operator.consistency``: "projection", or "prox" for deblurring).
     """
+    consistency = consistency or getattr(operator, "consistency", "projection")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if consistency not in CONSISTENCY:

@@ -11,22 +11,17 @@ from pathlib import Path
 def run(a) -> int:
     """Exit codes: 0 all inputs solved, 1 some inputs failed (listed in the manifest), 2 bad
     settings or input, or outputs that cannot be written."""
-    import torch
-
-    from . import solve
+    from . import io, solve
     from .cli import _task
 
     task = _task(a)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
+        samples=a.samples, sigma_y=a.sigma_y, consistency=a.consistency, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
-        class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
-        complex_output=a.complex_output)
+        class_label=a.class_label, coil_maps=a.coil_maps, complex_output=a.complex_output)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
     if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
@@ -45,33 +40,45 @@ def run(a) -> int:
         ref = "" if s["n_with_reference"] == n else f" on {s['n_with_reference']} with a reference"
         head += (f": PSNR {s['psnr_mean']:.2f} dB (initial estimate {s['init_psnr_mean']:.2f}), "
                  f"SSIM {s['ssim_mean']:.3f}{ref}")
-    print(f"{head} -> {res.out}")
+    print(f"{head} -> {io.shown(res.out)}")
     return code
 
 
+def add_consistency_arg(p) -> None:
+    p.add_argument("--consistency", choices=["projection", "gradient", "prox", "cg"],
+                   default=None,
+                   help="data-consistency step after each reverse step (default: the task's: "
+                   "prox for deblur, projection otherwise); cg: DDS, conjugate gradients on "
+                   "the denoised estimate, the fast one for multi-coil MRI")
+
+
 def add_solve_parser(sub) -> None:
-    from .cli import _add_task_args
+    from .cli import MASK_HELP, MODELS_SEEN, _add_task_args, _add_threads
 
     s = sub.add_parser(
         "solve", help="reconstruct images (or MRI k-space) with CCDF",
-        description="Reconstruct a file or a folder with CCDF.  Inputs: PNG/JPEG/TIFF, .npy "
-        "(2-D image, 3-D stack, or complex k-space), NIfTI volumes, fastMRI-style .h5 k-space. "
-        "Each input's outputs are written as it finishes, with a line in --out/manifest.jsonl; "
-        "rerunning the same command resumes.  Bad settings get one line on stderr and exit 2; "
-        "inputs that fail are listed in the manifest and give exit 1.  Runs on several "
-        "processes, GPUs or nodes under torchrun (torchrun --nproc_per_node=K -m ccdf solve ...).")
+        description="Reconstruct a file or a folder with CCDF.  Inputs: PNG/JPEG/TIFF (8- or "
+        "16-bit gray, RGB for an RGB model, float in [0, 1]), .npy (2-D image, 3-D stack, or "
+        "complex k-space), NIfTI volumes (the output keeps their affine and units), "
+        "fastMRI-style .h5 k-space.  Each input's outputs are written as it finishes, with a "
+        "line in --out/manifest.jsonl; rerunning the same command resumes (also after Ctrl-C, "
+        "SIGTERM or a kill).  Bad settings get one line on stderr and exit 2; inputs that fail "
+        "are listed in the manifest and give exit 1.  Runs on several processes, GPUs or nodes "
+        "under torchrun (torchrun --nproc_per_node=K -m ccdf solve ...).  " + MODELS_SEEN +
+        ".  Inpainting masks: " + MASK_HELP.split(": ", 1)[1] + ".")
     s.add_argument("--input", required=True,
                    help="a file or a folder of .png/.jpg/.tif/.npy/.nii[.gz]/.h5 inputs")
     s.add_argument("--out", required=True, help="output folder")
-    _add_task_args(s)
+    _add_task_args(s, required=True)
     s.set_defaults(mask=None)  # inpainting: box for clean inputs; measurements must say
     s.add_argument("--input-kind", choices=["clean", "measurement"], default=None,
                    help="clean (default): the input is the ground truth and the measurement is "
                    "simulated; measurement: the file IS y (sr: the low-res image; inpaint: the "
                    "image with holes, needs --mask; mri: k-space). .h5 is always k-space")
     s.add_argument("--sigma-y", type=float, default=0.0,
-                   help="measurement noise std (added to simulated measurements; passed to "
-                   "the solver)")
+                   help="measurement noise std on images in [0, 1], at most 1 (added to "
+                   "simulated measurements; passed to the solver)")
+    add_consistency_arg(s)
     s.add_argument("--model", default="default",
                    help="default (default-mri for mri, default-image otherwise) or a model PATH")
     from .cli import _add_model_args
@@ -80,11 +87,9 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer")
     s.add_argument("--t0", default="0.2", help="FLOAT in (0, 1] or auto")
     s.add_argument("--steps", type=int, default=100, help="N of the full schedule")
-    s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"])
-    s.add_argument("--consistency", default="projection", choices=["projection", "gradient", "cg"],
-                   help="data consistency: projection (POCS / k-space replacement), gradient "
-                   "(a gradient step), cg (DDS: conjugate gradients on the denoised estimate; "
-                   "the fast choice for multi-coil MRI)")
+    s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"],
+                   help="reverse step: DDPM ancestral (posterior variance), DDIM "
+                   "(deterministic) or SMLD (for VE models)")
     s.add_argument("--coil-maps", default=None,
                    help="multi-coil .h5: coil maps (.npy/.h5 (slices, coils, H, W) or (coils, "
                    "H, W) complex, or a folder of NAME.npy/.h5); default: ESPIRiT")
@@ -95,8 +100,9 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0,
                    help="global seed; each item's generator is seeded from it and its name")
     s.add_argument("--batch-size", type=int, default=1,
-                   help="items solved together, one network call per step (their noise stays "
-                   "per item; 1 is bit-reproducible whatever else is in the folder)")
+                   help="items solved together, one network call per step, at most "
+                   "256 (their noise stays per item; 1 is bit-reproducible whatever else is "
+                   "in the folder; outputs are written as each batch finishes)")
     s.add_argument("--axis", type=int, default=2, help="NIfTI slice axis (0, 1 or 2)")
     s.add_argument("--slices", default=None,
                    help="slices of volumes (NIfTI, .npy stacks, .h5) to solve: A:B[:STEP] or N")
@@ -107,12 +113,13 @@ def add_solve_parser(sub) -> None:
                        help="redo every input, even with other settings than --out's run")
     s.set_defaults(overwrite=False)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="cpu (default) or cuda (under torchrun: cuda:LOCAL_RANK)")
+                   help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     s.add_argument("--compile", action="store_true",
                    help="torch.compile the network (pays off on a GPU for large runs)")
     s.add_argument("--half", action="store_true",
                    help="run the network under autocast: bf16 (fp16 on GPUs without bf16)")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    _add_threads(s)
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none without a terminal anyway)")
     s.set_defaults(func=run)

@@ -85,8 +85,12 @@ def theorem2(schedule, steps: int, sampler, eps0: float, mu: float = 0.5,
 
 
 def report(setting: str, steps: int, t0: float, eps0: float = 1.0, mu: float = 0.5,
-           tau_: float = 1.0, schedule=None) -> dict:
-    """Everything ``ccdf theory`` prints, for setting 'ddpm' | 'smld' | 'ddim'."""
+           tau_: float = 1.0, schedule=None, variance: str | None = None) -> dict:
+    """Everything ``ccdf theory`` prints, for setting 'ddpm' | 'smld' | 'ddim'.
+
+    ``variance`` of the ancestral step (ddpm, smld): 'large' (beta_i, the paper's
+    C = n (1 - alpha_N); the default) or 'small' (the posterior variance, what the sampler
+    ``ddpm`` of ``ccdf solve`` runs: same lambda, smaller C, so the 'large' bound covers it)."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown schedule {setting!r}; choose one of {', '.join(SETTINGS)}")
     if not math.isfinite(eps0) or eps0 <= 0:
@@ -94,7 +98,10 @@ def report(setting: str, steps: int, t0: float, eps0: float = 1.0, mu: float = 0
     sched_cls, make = SETTINGS[setting]
     schedule = schedule or sched_cls()
     sampler = make()
-    out = {"schedule": setting, "steps": steps}
+    if variance is not None and isinstance(sampler, Ancestral):
+        sampler = Ancestral(variance)
+    out = {"schedule": setting, "steps": steps,
+           "variance": sampler.variance if isinstance(sampler, Ancestral) else None}
     out.update(theorem1(schedule, steps, t0, sampler, eps0, tau_))
     out["mu"] = mu
     out["n_prime"] = theorem2(schedule, steps, sampler, eps0, mu, tau_)

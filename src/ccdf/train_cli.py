@@ -4,15 +4,12 @@ and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-cla
 
 from __future__ import annotations
 
-from .cli import CLIError, _add_task_args, _floats, _task, _task_params
+from .cli import CLIError, _add_task_args, _add_threads, _floats, _task, _task_params
 
 
 def _config(a, **kw):
-    import torch
-
     from .models.train import TrainConfig
 
-    torch.set_num_threads(a.threads) if a.threads else None
     return TrainConfig(
         data=a.data, image_size=a.image_size, channels=getattr(a, "channels", 1),
         block_out_channels=a.channels_mult, layers_per_block=getattr(a, "layers", 1),
@@ -59,6 +56,8 @@ def cmd_train_restorer(a) -> int:
 
         if task["task"] != "mri":
             raise CLIError("--any-mask trains the unrolled MRI start: --task mri")
+        if a.sigma_y:
+            raise CLIError("--sigma-y is not supported with --any-mask")
         cfg.channels = 2
         sizes = tuple(int(v) for v in a.sizes.split(","))
         out = train_mri_restorer(cfg, PatchSampler(datasets.native_set(a.data), patch=max(sizes)),
@@ -69,7 +68,7 @@ def cmd_train_restorer(a) -> int:
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
     out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
-                         progress=not a.no_progress)
+                         progress=not a.no_progress, sigma_y=a.sigma_y)
     print(f"restoration network written to {out}")
     return 0
 
@@ -121,29 +120,31 @@ def cmd_train_classifier(a) -> int:
 
 def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: int = 32) -> None:
     p.add_argument("--out", required=True, help="output folder (model + checkpoint + log)")
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32, help="training image size (square)")
     p.add_argument("--channels-mult", type=_floats, default=widths, help="UNet block widths")
-    p.add_argument("--batch-size", type=int, default=batch)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--ema", type=float, default=ema)
+    p.add_argument("--batch-size", type=int, default=batch, help="images per training step")
+    p.add_argument("--lr", type=float, default=lr, help="AdamW learning rate")
+    p.add_argument("--steps", type=int, default=steps, help="training steps")
+    p.add_argument("--ema", type=float, default=ema, help="EMA decay of the saved weights")
     p.add_argument("--hflip", action="store_true", help="random horizontal flips")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batches")
+    p.add_argument("--checkpoint-every", type=int, default=250,
+                   help="steps between checkpoints (a rerun resumes from the last one)")
+    _add_threads(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_train_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a diffusion prior (DDPM eps-loss or VE score matching)")
     t.add_argument("--data", required=True,
                    help="fashion-mnist[:train], mni152[:train], brains, or a folder/.nii/.npy/.h5")
-    t.add_argument("--schedule", choices=["vp", "ve"], default="vp")
-    t.add_argument("--sigma-max", type=float, default=50.0)
-    t.add_argument("--channels", type=int, default=1)
-    t.add_argument("--layers", type=int, default=1)
-    t.add_argument("--attention", action="store_true")
+    t.add_argument("--schedule", choices=["vp", "ve"], default="vp",
+                   help="vp (DDPM, eps prediction) or ve (SMLD, score matching)")
+    t.add_argument("--sigma-max", type=float, default=50.0, help="ve: the largest noise level")
+    t.add_argument("--channels", type=int, default=1, help="image channels (1 gray, 3 RGB)")
+    t.add_argument("--layers", type=int, default=1, help="ResNet layers per UNet block")
+    t.add_argument("--attention", action="store_true", help="self-attention in the lowest blocks")
     t.add_argument("--patch", type=int, default=0,
                    help="train on random PxP patches of native-resolution slices (a prior for "
                         "any image size); data: brains-native or NIfTI files/folder")
@@ -156,17 +157,19 @@ def add_train_parsers(sub) -> None:
 
     r = sub.add_parser("train-restorer",
                        help="train a feed-forward restoration net (the better initial estimate)")
-    r.add_argument("--data", required=True)
+    r.add_argument("--data", required=True, help="training images (a data spec, as for train)")
     r.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
-    r.add_argument("--channels", type=int, default=1)
-    r.add_argument("--layers", type=int, default=1)
+    r.add_argument("--channels", type=int, default=1, help="image channels (1 gray, 3 RGB)")
+    r.add_argument("--layers", type=int, default=1, help="ResNet layers per UNet block")
     r.add_argument("--any-mask", action="store_true",
                    help="MRI: the unrolled complex start for any Cartesian mask and size, trained "
                         "on native-resolution crops (data: brains-native or NIfTI) with random masks")
     r.add_argument("--sizes", default="64,96,128", help="--any-mask: crop sizes, one per batch")
     r.add_argument("--iters", type=int, default=3, help="--any-mask: unrolled iterations")
+    r.add_argument("--sigma-y", type=float, default=0.0,
+                   help="measurement noise std ([0, 1] scale) added to the training measurements")
     _common(r, 5e-4, 3000, 0.995)
-    _add_task_args(r)
+    _add_task_args(r, required=True)
     r.set_defaults(func=cmd_train_restorer)
 
     s = sub.add_parser("train-sr3", help="train an SR3-style conditional diffusion model "
@@ -178,7 +181,7 @@ def add_train_parsers(sub) -> None:
 
     e = sub.add_parser("train-esrgan", help="fine-tune an L1 restorer adversarially "
                        "(ESRGAN-style, relativistic average GAN)")
-    e.add_argument("--data", required=True)
+    e.add_argument("--data", required=True, help="training images (a data spec, as for train)")
     e.add_argument("--start", required=True, help="the L1-trained restorer folder to start from")
     e.add_argument("--heldout", default=None, help="data to report held-out PSNR/MSE on")
     e.add_argument("--adv-weight", type=float, default=5e-3, help="weight of the RaGAN loss")
@@ -187,6 +190,7 @@ def add_train_parsers(sub) -> None:
 
     c = sub.add_parser("train-classifier", help="train the Fashion-MNIST classifier whose "
                        "features give the classifier-feature Frechet distance")
-    c.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"])
+    c.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"],
+                   help="training data (only fashion-mnist)")
     _common(c, 1e-3, 3000, 0.99, batch=128)
     c.set_defaults(func=cmd_train_classifier)

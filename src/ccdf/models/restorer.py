@@ -4,8 +4,9 @@ A ``Restorer`` maps the classic initial estimate (bicubic upsampling, zero-fille
 to a better one, x0_hat = x_init + UNet(2 x_init - 1) / 2, trained with an L1 loss against
 the clean image.  It gives CCDF a closer start, hence a smaller t0.  Saved as a folder like
 the priors (``model.safetensors`` + ``config.json`` with ``"format": "ccdf-restorer"``), with
-its task and its error on held-out images (``heldout``: PSNR and per-pixel MSE of the classic
-estimate and of the network), which ``--t0 auto`` can use as the initial error eps0.
+its task, the measurement noise it was trained at (``sigma_y``, [0, 1] scale; 0 if absent)
+and its error on held-out images (``heldout``: PSNR and per-pixel MSE of the classic estimate
+and of the network, at that noise), which ``--t0 auto`` can use as the initial error eps0.
 """
 
 from __future__ import annotations
@@ -94,21 +95,31 @@ def load_restorer(folder) -> Restorer:
     return net
 
 
-def evaluate_restorer(net: Restorer, x: Tensor) -> dict:
-    """PSNR and per-pixel MSE ([0, 1] range) of the classic estimate and of the net on x."""
-    op = net.operator(x.shape[1:])
+def simulate(op, x: Tensor, sigma_y: float, g: torch.Generator | None) -> Tensor:
+    """y = A x + sigma_y n, n white (images in [0, 1])."""
     y = op.A(x)
-    x_init = init.classic(op, y)
+    if sigma_y > 0:
+        y = y + sigma_y * torch.randn(y.shape, generator=g, dtype=y.dtype)
+    return y
+
+
+def evaluate_restorer(net: Restorer, x: Tensor, seed: int = 0) -> dict:
+    """PSNR and per-pixel MSE ([0, 1] range) of the classic estimate and of the net on x, at
+    the net's training noise (``meta["sigma_y"]``, noise drawn from ``seed``)."""
+    op = net.operator(x.shape[1:])
+    sigma_y = float(net.meta.get("sigma_y", 0.0))
+    y = simulate(op, x, sigma_y, torch.Generator().manual_seed(seed))
+    x_init = init.classic(op, y, sigma_y)
     with torch.no_grad():
         x_net = net(x_init).clamp(0, 1)
     return {"n_images": len(x),
             "psnr_init": float(metrics.psnr(x_init, x).mean()),
             "psnr_net": float(metrics.psnr(x_net, x).mean()),
             "mse_init": float(metrics.mse(x_init, x).mean()),
-            "mse_net": float(metrics.mse(x_net, x).mean())}
+            "mse_net": float(metrics.mse(x_net, x).mean()), "sigma_y": sigma_y}
 
 
-def new_restorer(cfg: TrainConfig, task: dict) -> Restorer:
+def new_restorer(cfg: TrainConfig, task: dict, sigma_y: float = 0.0) -> Restorer:
     """An untrained Restorer (weights from cfg.seed) that starts as the identity map."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -116,26 +127,33 @@ def new_restorer(cfg: TrainConfig, task: dict) -> Restorer:
                           cfg.layers_per_block, cfg.attention)
     nn.init.zeros_(unet.conv_out.weight)  # x0_hat = x_init until trained
     nn.init.zeros_(unet.conv_out.bias)
-    return Restorer(unet, task, {"trained_on": cfg.trained_on or cfg.data,
-                                 "extra": {"train_config": asdict(cfg), **cfg.extra}})
+    meta = {"trained_on": cfg.trained_on or cfg.data,
+            "extra": {"train_config": asdict(cfg), **cfg.extra}}
+    if sigma_y:
+        meta["sigma_y"] = float(sigma_y)
+    return Restorer(unet, task, meta)
 
 
 def train_restorer(cfg: TrainConfig, task: dict, data: Tensor, out, heldout: Tensor | None = None,
-                   *, resume: bool = True, progress: bool = True) -> Path:
-    """L1-train a Restorer for ``task`` (e.g. {"task": "sr", "factor": 4}) on clean ``data``."""
+                   *, resume: bool = True, progress: bool = True, sigma_y: float = 0.0) -> Path:
+    """L1-train a Restorer for ``task`` (e.g. {"task": "sr", "factor": 4}) on clean ``data``,
+    from measurements with noise ``sigma_y`` ([0, 1] scale) drawn afresh every step."""
+    sigma_y = float(sigma_y)
+    if not (sigma_y >= 0 and sigma_y < float("inf")):
+        raise ValueError(f"--sigma-y must be a finite number >= 0, got {sigma_y}")
     check_data(cfg, data)
-    net = new_restorer(cfg, task)
+    net = new_restorer(cfg, task, sigma_y)
     unet = net.unet
     op = net.operator(data.shape[1:])
 
     def loss_fn(x, g):
         with torch.no_grad():
-            x_init = init.classic(op, op.A(x))
+            x_init = init.classic(op, simulate(op, x, sigma_y, g), sigma_y)
         return (net(x_init) - x).abs().mean()
 
     def export(ema):
         if heldout is not None:
-            ema_net = Restorer(unet.__class__(**unet.config), task)
+            ema_net = Restorer(unet.__class__(**unet.config), task, {"sigma_y": sigma_y})
             ema_net.unet.load_state_dict(ema)
             net.meta["heldout"] = evaluate_restorer(ema_net.eval(), heldout)
         save_restorer(net, out, ema)

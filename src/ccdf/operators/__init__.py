@@ -1,4 +1,4 @@
-"""Forward operators y = A x of the three CCDF tasks, and ``make_operator`` to build one by name.
+"""Forward operators y = A x of the CCDF tasks (and deblurring), and ``make_operator`` to build one by name.
 
 Every operator has ``A``, ``A_adjoint`` (real inner product), ``A_pinv`` (Moore-Penrose) and
 ``project`` (P = A_pinv A), validates its input shape, and keeps the input's dtype and device.
@@ -10,19 +10,23 @@ from pathlib import Path
 
 import torch
 
-from .base import LinearOperator, cg
+from .base import LinearOperator, Spectral, cg
+from .blur import (BLUR_KERNELS, Blur, gaussian_kernel, kernel_from_array, make_kernel,
+                   motion_kernel, uniform_kernel)
 from .inpaint import Inpainting, box_mask, mask_from_array, random_mask
 from .mri import (MASKS, MRI, PATTERNS, birdcage_maps, centered, centre_lines, gaussian1d,
                   random1d, uniform1d, vd2d, zero_filled)
 from .sr import KERNELS, SuperResolution, upsample_bicubic
 
-TASKS = ("sr", "inpaint", "mri")
+TASKS = ("sr", "inpaint", "mri", "deblur")
 
 __all__ = [
     "LinearOperator", "cg", "SuperResolution", "upsample_bicubic", "Inpainting", "box_mask",
     "random_mask", "mask_from_array", "MRI", "uniform1d", "random1d", "gaussian1d", "vd2d",
     "centre_lines", "centered",
     "birdcage_maps", "zero_filled", "make_operator", "TASKS", "PATTERNS", "KERNELS", "MASKS",
+    "Spectral", "Blur", "BLUR_KERNELS", "gaussian_kernel", "uniform_kernel", "motion_kernel",
+    "kernel_from_array", "make_kernel",
 ]
 
 
@@ -73,7 +77,11 @@ def make_operator(task: str, image_shape: tuple, **params) -> LinearOperator:
       or a fraction, see ``mri.centre_lines``; vd2d: a max(2, min(H, W) // 8) pixel disc),
       seed=0 (the random lines, the equispaced offset), complex_image=False, coils=None (a
       number of birdcage coils or a
-      complex (Ncoil, H, W) tensor; implies complex_image=True).
+      complex (Ncoil, H, W) tensor; implies complex_image=True);
+    * ``"deblur"``: kernel="gaussian" | "uniform" | "motion" | a path to a .npy or image file |
+      a 2-D array, kernel_sigma=2.0 (the Gaussian's std in pixels), kernel_size=None (the
+      kernel's side; see ``blur.make_kernel``), seed=0 (the motion trajectory); circular
+      boundaries.
     """
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != 3:
@@ -98,4 +106,9 @@ def make_operator(task: str, image_shape: tuple, **params) -> LinearOperator:
             coils = birdcage_maps(int(coils), h, w)
         complex_image = p["complex_image"] if p["complex_image"] is not None else coils is not None
         return MRI(mask, image_shape, complex_image=complex_image, coils=coils)
+    if task == "deblur":
+        p = _take(params, task, {"kernel": "gaussian", "kernel_sigma": 2.0, "kernel_size": None,
+                                 "seed": 0})
+        return Blur(make_kernel(p["kernel"], p["kernel_sigma"], p["kernel_size"], p["seed"] or 0),
+                    image_shape)
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")

@@ -5,13 +5,34 @@
 * ``A_adjoint`` is the adjoint for the real inner product Re<A x, y> = Re<x, A^T y>;
 * ``A_pinv`` is the Moore-Penrose pseudo-inverse (minimum-norm least squares);
 * ``project(x) = A_pinv(A(x))`` is the orthogonal projection P onto the measured subspace
-  (the row space of A), so ``I - P`` is non-expansive -- the condition Theorem 1 needs.
+  (the row space of A), so ``I - P`` is non-expansive -- the condition Theorem 1 needs;
+* ``prox_l2(x0, y, rho) = argmin_x ||y - A x||^2 + rho ||x - x0||^2`` (conjugate gradients
+  unless the operator has a closed form);
+* ``svd()``: the operator's SVD as a ``Spectral`` where it knows one (None otherwise).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Spectral:
+    """The SVD ``A = U S V^T`` of an operator, seen from the image side.
+
+    ``Vt(x)``: image (B, C, H, W) -> coefficients ``V^T x`` (same shape; complex where V is
+    the unitary DFT); ``V`` is its inverse; ``s``: float64 singular value of each
+    coefficient, broadcastable to the coefficients (0 where A does not see it).  White noise
+    in the image maps to white noise in the coefficients.  ``ybar = Vt(A_pinv(y))``.
+    """
+
+    Vt: Callable[[Tensor], Tensor]
+    V: Callable[[Tensor], Tensor]
+    s: Tensor
 
 
 class LinearOperator:
@@ -24,6 +45,8 @@ class LinearOperator:
     #: (lo, hi): the range of this task's images; reconstructions are clamped to it (None: no
     #: bound on that side)
     value_range: tuple = (0.0, 1.0)
+    #: the consistency step ``reconstruct`` uses unless told otherwise (``consistency.CONSISTENCY``)
+    consistency: str = "projection"
 
     def clamp(self, x: Tensor) -> Tensor:
         """x clamped to ``value_range``; complex images are returned as they are."""
@@ -44,6 +67,19 @@ class LinearOperator:
 
     def project(self, x: Tensor) -> Tensor:
         return self.A_pinv(self.A(x))
+
+    def prox_l2(self, x0: Tensor, y: Tensor, rho: float) -> Tensor:
+        """argmin_x ||y - A x||^2 + rho ||x - x0||^2 for rho >= 0 (rho = 0: the projection
+        x0 + A^+ (y - A x0)); default: conjugate gradients on (A^T A + rho I) u = A^T (y - A x0),
+        x = x0 + u."""
+        if rho == 0:
+            return x0 + self.A_pinv(y - self.A(x0))
+        rhs = self.A_adjoint(y - self.A(x0))
+        return x0 + cg(lambda u: self.A_adjoint(self.A(u)) + rho * u, rhs)
+
+    def svd(self) -> Spectral | None:
+        """The SVD of A, where the operator knows one in closed form; None otherwise."""
+        return None
 
     def norm(self, n_iter: int = 30) -> float:
         """Spectral norm ||A|| by power iteration (for gradient step sizes)."""

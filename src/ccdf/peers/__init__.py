@@ -25,7 +25,7 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
   variant), then ``x_{i-1} -= zeta grad_{x_i} ||y - A x0_hat(x_i)||``: the paper's
   ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i = zeta' / ||y - A x0_hat||``, the factor 2
   folded into ``zeta`` as in the reference code (which differentiates the norm itself).
-  ``zeta``: 0.3 for SR, 0.5 for inpainting (the reference configs); MRI (not in the paper)
+  ``zeta``: 0.3 for SR and deblurring, 0.5 for inpainting (the reference configs); MRI (not in the paper)
   takes the inpainting value, its operator being a mask of an orthogonal transform too.  The
   norm is per batch item (the reference takes one norm over the whole batch).  Each step also
   runs one backward pass through the network, which NFE does not count.
@@ -37,7 +37,9 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
   ``eps_hat = (x_i - a_i x0_hat) / b_i``, from ``x_N = b_N z``; a step rule of
   ``samplers.solve`` (``DiffPIRStep``).  ``sigma_n`` is measured on the [0, 1] image scale
   (``sigma_y / 2`` in model space) and floored at 1e-3 for noiseless data, as in the reference
-  code, so published ``lam`` keep their meaning.  Defaults ``lam = 7``, ``zeta = 0.3``.  The
+  code, so published ``lam`` keep their meaning.  Defaults ``lam = 7``, ``zeta = 0.3``, for
+  deblurring too (see ``operators.Blur.peer_defaults``: the reference code's deblurring
+  config, lam = 1, zeta = 0.1, diverges on the model's uniform grid).  The
   data step is closed form in the SVD basis (``data_prox``), conjugate gradients otherwise.
 
 Where the reference code departs from the papers, the papers are followed: DDRM's code takes
@@ -84,8 +86,10 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
 
     As in ``reconstruct``: the measurement, its noise level and the result map between images
     and the model's space (``reconstruct.model_space``: the data range [lo, hi], or a complex
-    prior's scale); the result is clamped to the operator's ``value_range``.  ``options`` go to the peer
-    (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor).
+    prior's scale); the result is clamped to the operator's ``value_range``.  ``options`` go to
+    the peer (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor), over the
+    operator's own published settings for the peer (``operator.peer_defaults[name]``, e.g.
+    deblurring's).
     """
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
@@ -97,6 +101,7 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     ones = torch.ones_like(template.real if template.is_complex() else template)
     check_model_input(model, ones)
     peer = PEERS[name]
+    options = {**(getattr(operator, "peer_defaults", None) or {}).get(name, {}), **options}
     y_m, _, sigma_m, back = model_space(model, operator, y01, None, sigma_y)
     x_m, nfe = peer.run(model, operator, y_m, steps=peer.steps if steps is None else steps,
                         generator=generator, sigma_y=sigma_m, **options)

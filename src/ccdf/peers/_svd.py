@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from ..operators.base import cg
+from ..operators.base import Spectral
 from ..operators.inpaint import Inpainting
 from ..operators.mri import MRI, fft2c, ifft2c
 from ..operators.sr import SuperResolution, bicubic_matrix
 from ._common import real_dtype
-
-
-@dataclass(frozen=True)
-class Spectral:
-    """The SVD ``A = U S V^T`` of an operator, seen from the image side.
-
-    ``Vt(x)``: image (B, C, H, W) -> coefficients ``V^T x`` (same shape; complex for MRI, where
-    V is the unitary DFT); ``V`` is its inverse; ``s``: float64 singular value of each
-    coefficient, broadcastable to the coefficients (0 where A does not see it).  White noise
-    in the image maps to white noise in the coefficients.  ``ybar = Vt(A_pinv(y))``.
-    """
-
-    Vt: Callable[[Tensor], Tensor]
-    V: Callable[[Tensor], Tensor]
-    s: Tensor
 
 
 def _separable(dh: Tensor, dw: Tensor) -> Spectral:
@@ -56,17 +40,23 @@ def _separable(dh: Tensor, dw: Tensor) -> Spectral:
 
 
 def spectral(operator) -> Spectral:
-    """The SVD of ``operator``: SR (average pooling, bicubic), inpainting, single-coil MRI.
+    """The SVD of ``operator``: its own (``operator.svd()``, e.g. ``Blur``: V = the DFT) where it
+    has one, else the formulas below for SR (average pooling, bicubic), inpainting and
+    single-coil MRI.
 
     * inpainting: V = I, s = mask;
     * SR: A x = D_h x D_w^T (average pooling: D = I kron 1^T/f; bicubic: ``bicubic_matrix``), so
       V and s come from the 1-D SVDs (s = 1/f on every block mean for average pooling);
-    * MRI, complex images: V = the unitary DFT F, s = mask;
+    * MRI, complex images: V^T = the unitary DFT F (times the operator's known phase), s = mask;
     * MRI, real images: V = F again (its coefficients of a real image are Hermitian symmetric,
       and a real orthonormal basis pairs k with -k), s = sqrt((M(k) + M(-k)) / 2): 1 where both
       of a conjugate pair are sampled, 1/sqrt(2) where one is (A^T A = F^H D F, see operators.mri).
     Raises ValueError for other operators (multi-coil MRI needs an SVD no cheap formula gives).
     """
+    own = getattr(operator, "svd", None)
+    sp = own() if callable(own) else None
+    if sp is not None:
+        return sp
     if isinstance(operator, Inpainting):
         return Spectral(lambda x: x, lambda c: c, operator.mask.to(torch.float64))
     if isinstance(operator, SuperResolution):
@@ -82,32 +72,28 @@ def spectral(operator) -> Spectral:
         return _separable(mat(h), mat(w))
     if isinstance(operator, MRI) and operator.coils is None:
         m = operator.mask.to(torch.float64)
-        if operator.complex_image:
-            return Spectral(fft2c, ifft2c, m)
+        if operator.complex_image:  # a known phase e: A = M F diag(e), so V^T = F diag(e)
+            return Spectral(lambda x: fft2c(operator._mod(x)),
+                            lambda c: operator._mod(ifft2c(c), conj=True), m)
         s = ((m + operator.mask_flip.to(torch.float64)) / 2).sqrt()
         return Spectral(fft2c, lambda c: ifft2c(c).real.contiguous(), s)
     raise ValueError(f"no SVD is known for {type(operator).__name__}"
                      + (" with coil maps" if isinstance(operator, MRI) else "")
-                     + ": DDRM needs A = U S V^T; it supports sr (avg, bicubic), inpaint and "
-                       "single-coil mri")
+                     + ": DDRM needs A = U S V^T; it supports sr (avg, bicubic), inpaint, "
+                       "deblur and single-coil mri")
 
 
 def data_prox(operator, y: Tensor) -> Callable[[Tensor, float], Tensor]:
     """``prox(x0, rho) = argmin_x ||y - A x||^2 + rho ||x - x0||^2`` (rho >= 0; rho = 0 is the
     limit x0 + A^+(y - A x0)).  Closed form in the SVD basis where ``spectral`` knows one:
-    ``xbar = (s^2 ybar + rho x0bar) / (s^2 + rho)``; otherwise conjugate gradients on
-    ``(A^T A + rho) u = A^T (y - A x0)``, x = x0 + u."""
+    ``xbar = (s^2 ybar + rho x0bar) / (s^2 + rho)``; otherwise ``operator.prox_l2`` (conjugate
+    gradients on ``(A^T A + rho) u = A^T (y - A x0)``, x = x0 + u)."""
     try:
         sp = spectral(operator)
     except ValueError:
         sp = None
     if sp is None:
-        def prox_cg(x0: Tensor, rho: float) -> Tensor:
-            if rho == 0:
-                return x0 + operator.A_pinv(y - operator.A(x0))
-            rhs = operator.A_adjoint(y - operator.A(x0))
-            return x0 + cg(lambda u: operator.A_adjoint(operator.A(u)) + rho * u, rhs)
-        return prox_cg
+        return lambda x0, rho: operator.prox_l2(x0, y, rho)
 
     pinv = operator.A_pinv(y)
     ybar = sp.Vt(pinv)

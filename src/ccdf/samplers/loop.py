@@ -52,6 +52,8 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     grid = model.schedule.grid(steps)
     step = make_sampler(sampler, eta, getattr(model, "variance", None)) \
         if isinstance(sampler, str) else sampler
+    if callable(getattr(consistency, "bind", None)):
+        consistency = consistency.bind(grid)   # a step that weighs data by the step size
     nfe = 0
     tweedie = bool(getattr(consistency, "tweedie", False))
     with torch.no_grad():

@@ -11,6 +11,10 @@ import torch
 from torch import Tensor
 
 INPUT_KINDS = ("clean", "measurement")
+#: --batch-size bound: each item of a batch is a thread holding its own tensors
+MAX_BATCH = 256
+#: --sigma-y bound: a noise std above the whole [0, 1] data range leaves nothing to measure
+MAX_SIGMA_Y = 1.0
 
 
 @dataclass
@@ -30,6 +34,7 @@ class SolveConfig:
     sampler: str = "ddpm"
     samples: int = 1
     sigma_y: float = 0.0
+    consistency: str | None = None     # None: the operator's default (projection; prox for deblur)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"
@@ -38,7 +43,6 @@ class SolveConfig:
     overwrite: bool = False            # redo every input (else resume: skip finished ones)
     compile: bool = False              # torch.compile the network
     half: bool = False                 # fp16/bf16 autocast for the network
-    consistency: str = "projection"    # projection | gradient | cg (``consistency.CONSISTENCY``)
     coil_maps: str | None = None       # multi-coil .h5: maps file/folder (None: ESPIRiT)
     complex_output: bool = False       # fastMRI outputs: also the complex image
     model_config: tuple = ()           # settings of a checkpoint (ADM flags/YAML, score_sde .py)
@@ -47,7 +51,8 @@ class SolveConfig:
 
 def item_seed(seed: int, name: str) -> int:
     """A per-item seed from the global seed and the item's name (not its position)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little") >> 1
+    key = f"{seed}:{name}".encode("utf-8", "surrogateescape")  # names need not be UTF-8
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 def parse_slices(spec: str | None) -> slice | None:
@@ -69,8 +74,13 @@ def check_config(cfg: SolveConfig) -> None:
     """Validate the scalar options (one clear ValueError each)."""
     from ..samplers import SAMPLERS
 
-    if cfg.task.get("task") not in ("sr", "inpaint", "mri"):
-        raise ValueError("--task is required (sr, inpaint or mri)")
+    if cfg.task.get("task") not in ("sr", "inpaint", "mri", "deblur"):
+        raise ValueError("--task is required (sr, inpaint, mri or deblur)")
+    from ..consistency import CONSISTENCY
+
+    if cfg.consistency is not None and cfg.consistency not in CONSISTENCY:
+        raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
+                         f"{', '.join(CONSISTENCY)}")
     if cfg.t0 != "auto":
         try:
             t0 = float(cfg.t0)
@@ -82,15 +92,12 @@ def check_config(cfg: SolveConfig) -> None:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    if not (math.isfinite(cfg.sigma_y) and cfg.sigma_y >= 0):
-        raise ValueError(f"--sigma-y must be a finite number >= 0, got {cfg.sigma_y}")
-    from ..consistency import CONSISTENCY
-
-    if cfg.consistency not in CONSISTENCY:
-        raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
-                         f"{', '.join(CONSISTENCY)}")
+    if not 1 <= cfg.batch_size <= MAX_BATCH:
+        raise ValueError(f"--batch-size must be in 1..{MAX_BATCH} (each item of a batch is a "
+                         f"thread with its own tensors), got {cfg.batch_size}")
+    if not (math.isfinite(cfg.sigma_y) and 0 <= cfg.sigma_y <= MAX_SIGMA_Y):
+        raise ValueError(f"--sigma-y must be in [0, {MAX_SIGMA_Y:g}] (the noise std on images "
+                         f"in [0, 1]), got {cfg.sigma_y:g}")
     if cfg.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if cfg.input_kind not in (None, *INPUT_KINDS):
@@ -117,9 +124,9 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "init": path_or(cfg.init, ("classic", "net")),
             "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
+            **({"consistency": cfg.consistency} if cfg.consistency else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
             "slices": cfg.slices or None, "half": bool(cfg.half),
-            "consistency": cfg.consistency,
             "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None,
             **({"model_config": [str(c) if str(c).lstrip().startswith("--") else
                                  str(Path(c).resolve()) for c in cfg.model_config]}
@@ -206,11 +213,14 @@ def resolve_init(spec: str, task: dict, image_size: int):
         return None
     if spec == "net":
         key = (task["task"], task.get("factor") if task["task"] == "sr" else
-               (task.get("pattern"), float(task.get("accel", 0))))
-        name = "restorer-mri" if task["task"] == "mri" else {("sr", 4): "restorer-sr4"}.get(key)
+               (task.get("kernel"), task.get("kernel_sigma"), task.get("kernel_size")))
+        name = "restorer-mri" if task["task"] == "mri" else {
+            ("sr", 4): "restorer-sr4",
+            ("deblur", ("gaussian", 2.0, None)): "restorer-deblur"}.get(key)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
-                             "sr x4 and mri, any mask); use --init classic or --init PATH")
+                             "sr x4, mri (any mask) and Gaussian deblur sigma 2); use "
+                             "--init classic or --init PATH")
         if not (ASSETS / "models" / name / "config.json").exists():
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
                                     "build yet; use --init classic or --init PATH")

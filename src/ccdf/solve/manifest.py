@@ -36,13 +36,15 @@ import numpy as np
 from .. import io
 
 LOCK, SETTINGS, MANIFEST, METRICS = ".ccdf.lock", "settings.json", "manifest.jsonl", "metrics.json"
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")            # io.atomic_write's temporaries
+# io.atomic_write's temporaries (.ccdf-XXXXXXXX.tmp): a killed run's are removed, nothing else
+_TEMPORARY = re.compile(re.escape(io.TMP_PREFIX) + r"[a-z0-9_]{8}" + re.escape(io.TMP_SUFFIX))
 
 
 # ----------------------------------------------------------------------------- the folder
 def open_out(out: Path, settings: dict, overwrite: bool) -> tuple[int, dict]:
     """Rank 0, before any work: create ``out``, take its lock, check and record the settings,
-    remove temporaries of a killed run.  Returns (lock fd, the latest entry per input)."""
+    remove the temporaries a killed run of ccdf left (``.ccdf-XXXXXXXX.tmp``; no other file
+    is touched).  Returns (lock fd, the latest entry per input)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = _lock(out)
@@ -193,8 +195,8 @@ def merge(out: Path, names: list) -> list:
     return entries
 
 
-def ok_entry(src, outputs: list, seed: int, auto: bool) -> dict:
-    """The manifest line of a solved and written Source."""
+def ok_entry(src, outputs: list, seed: int, auto: bool, ood=None) -> dict:
+    """The manifest line of a solved and written Source (``ood``: the run's ``OODCheck``)."""
     from .. import metrics
     from .config import item_seed
     from .writers import magnitude
@@ -211,6 +213,8 @@ def ok_entry(src, outputs: list, seed: int, auto: bool) -> dict:
             rec["class_label"] = it.class_label
         if auto:
             rec["t0_reason"] = it.reason
+        if it.ood is not None:
+            rec.update(ood_score=round(it.ood, 4), ood=bool(ood is not None and ood.flagged(it.ood)))
         images.append(rec)
 
     def one_or_all(k):
@@ -260,6 +264,10 @@ def build_metrics(entries: list, run: dict) -> dict:
     if run["t0"] == "auto" and images:
         summary["t0_mean"] = mean("t0")
         summary["t0_reason"] = images[0]["t0_reason"]
+    scored = [i for i in images if "ood_score" in i]
+    if scored:
+        summary["n_ood"] = sum(bool(i["ood"]) for i in scored)
+        summary["ood"] = {**run.get("ood", {}), "n_scored": len(scored)}
     kspace = {e["input"]: e["kspace"] for e in ok if "kspace" in e}
     if kspace:
         summary["kspace"] = kspace

@@ -13,11 +13,12 @@ Formats (``SUFFIXES``), a file or a folder of them (hidden files and sub-folders
   the k-space of an .h5 file ((H, W) or (S, H, W)).
 * NIfTI (``.nii``, ``.nii.gz``, clean only): slices along ``axis``, scaled as
   ``datasets.volume_slices`` does (cropped to the object, divided by the volume's 99.5th
-  percentile, rotated, padded square and area-resized to the model size).
+  percentile, rotated, padded square and area-resized to the model size).  The output volume
+  is multiplied back to the input's units and carries the input's header with its affine
+  composed with that crop and resampling (``nifti_affine``).
 * fastMRI ``.h5`` files, single-coil ``kspace`` (S, H, W) or multi-coil (S, coils, H, W)
   (coil maps by ESPIRiT or ``--coil-maps``): measurements whatever ``input_kind`` says; read
   by ``solve.fastmri`` (the mask, the scale, the references and the submission outputs).
-  A complex .npy is read by ``Reader._kspace``.
 
 Each Item's generator is seeded from the global seed and the item's NAME (``item_seed``);
 the simulated measurement noise is drawn from it, the sampler continues from its state.
@@ -25,6 +26,7 @@ the simulated measurement noise is drawn from it, the sampler continues from its
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,7 @@ class Item:
     class_label: int | None = None  # a class-conditional model's label for this item
     result: object = None
     seconds: float = 0.0
+    ood: float | None = None      # out-of-distribution score of the result (``ccdf.ood``)
 
     def rng(self) -> torch.Generator:
         """A fresh copy of the generator (so a retried solve draws the same noise)."""
@@ -82,22 +85,44 @@ class Item:
 
 
 def list_inputs(path: Path) -> list[Path]:
+    """The input files: ``path`` itself, or the regular files of the folder ``path`` with a
+    supported suffix (sorted; hidden files, sub-folders, FIFOs and devices skipped)."""
     if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
+        raise FileNotFoundError(f"input not found: {io.shown(path)}")
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
                        if p.is_file() and not p.name.startswith(".")
                        and io.suffix_of(p) in SUFFIXES)
         if not files:
-            raise io.InputError(f"no inputs in {path} (expected {', '.join(SUFFIXES)})")
+            raise io.InputError(f"no inputs in {io.shown(path)} (expected "
+                                f"{', '.join(SUFFIXES)})")
         return files
     if io.suffix_of(path) not in SUFFIXES:
-        raise io.InputError(f"unsupported input {path.name}: expected one of {', '.join(SUFFIXES)}")
-    return [path]
+        raise io.InputError(f"unsupported input {io.shown(path.name)}: expected one of "
+                            f"{', '.join(SUFFIXES)}")
+    return [io.regular_file(path)]
 
 
 def stem_of(path: Path) -> str:
     return path.name[: -len(io.suffix_of(path))]
+
+
+#: the longest names an input's outputs add to its stem (a volume's slice previews)
+_LONGEST = {False: "_init.png", True: "_s0000_init.png"}
+
+
+def check_name_length(path: Path, out: Path) -> None:
+    """Refuse an input whose output names would be longer than the file system allows (the
+    temporary names of ``io.atomic_write`` are short, whatever the name)."""
+    try:
+        limit = os.pathconf(out if out.exists() else out.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = stem_of(path) + _LONGEST[io.suffix_of(path) in VOLUME_SUFFIXES]
+    if len(os.fsencode(longest)) > limit:
+        raise io.InputError(f"{io.shown(path.name)}: the name is too long for its outputs "
+                            f"({longest[-20:]!r} would be {len(os.fsencode(longest))} bytes, "
+                            f"the file system allows {limit}); rename it")
 
 
 def check_names(inputs: list[Path], out: Path) -> None:
@@ -107,16 +132,16 @@ def check_names(inputs: list[Path], out: Path) -> None:
     for p in inputs:
         s = stem_of(p)
         if s in owner:
-            raise io.InputError(f"{owner[s].name} and {p.name} would both write {s}.* in {out}; "
-                                "rename one of them")
+            raise io.InputError(f"{io.shown(owner[s].name)} and {io.shown(p.name)} would both "
+                                f"write {io.shown(s)}.* in {out}; rename one of them")
         owner[s] = p
     for p in inputs:
-        m = re.fullmatch(r"(.+?)(_s\d{3})?(_init|_std)?", stem_of(p))
+        m = re.fullmatch(r"(.+?)(_s\d{3})?(_init|_std)?", stem_of(p), re.DOTALL)
         base, sl, extra = m.groups()
         other = owner.get(base) if (sl or extra) else None
         if other is not None and other != p and (not sl or io.suffix_of(other) in VOLUME_SUFFIXES):
-            raise io.InputError(f"{other.name} and {p.name} would both write {stem_of(p)}.* in "
-                                f"{out}; rename one of them")
+            raise io.InputError(f"{io.shown(other.name)} and {io.shown(p.name)} would both write "
+                                f"{io.shown(stem_of(p))}.* in {out}; rename one of them")
     if len(inputs) == 1:  # (a folder's files cannot be hit: --out is never the input folder)
         p = inputs[0]
         main = stem_of(p) + (".png" if io.suffix_of(p) in io.IMAGE_SUFFIXES else io.suffix_of(p))
@@ -199,7 +224,8 @@ class Reader:
         return Item(name, stem, src, index, op, y, x, g)
 
     def _measured_item(self, src, name, stem, index, img: Tensor) -> Item:
-        """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes)."""
+        """img (C, h, w) in [0, 1] IS the measurement (sr: low-res; inpaint: with holes;
+        deblur: the blurred image)."""
         if self.task == "mri":
             raise io.InputError(f"{src.path.name}: an MRI measurement is k-space (.h5 or a "
                                 "complex .npy), not an image")
@@ -219,12 +245,18 @@ class Reader:
         if self.size is None and x.shape[0] == self.channels:
             return
         if tuple(x.shape[-2:]) != (self.size, self.size) or x.shape[0] != self.channels:
-            raise io.InputError(f"{name} is {x.shape[-2]}x{x.shape[-1]} with {x.shape[0]} "
-                                f"channel(s) but the model takes {self.size}x{self.size} images "
-                                f"with {self.channels} channel(s) (resize it first)")
+            raise io.InputError(f"{io.shown(name)} is {x.shape[-2]}x{x.shape[-1]} with "
+                                f"{x.shape[0]} channel(s) but the model takes {self._takes()} "
+                                "(resize it first)")
+
+    def _takes(self) -> str:
+        kind = "grayscale" if self.channels == 1 else "RGB" if self.channels == 3 else \
+            f"{self.channels}-channel"
+        return f"{self.size}x{self.size} {kind} images"
 
     # ---- per format
     def read(self, path: Path) -> Source:
+        check_name_length(path, Path(self.cfg.out))
         suffix = io.suffix_of(path)
         if suffix in H5_SUFFIXES:
             return self._h5(path)
@@ -237,6 +269,16 @@ class Reader:
     def _image(self, path: Path) -> Source:
         stem = stem_of(path)
         src = Source(path, "image", stem, f"{stem}.png")
+        h, w = io.image_size(path)   # from the header: a wrong size is refused undecoded
+        measured = self._kind() == "measurement"
+        if not (measured and self.task == "mri"):   # (refused below: MRI measures k-space)
+            lr = measured and self.task == "sr"
+            want = tuple(self.op.measurement_shape[-2:]) if lr else (self.size, self.size)
+            if (h, w) != want:
+                what = (f"a measurement for SR x{self.op.factor} is {want[0]}x{want[1]} (the "
+                        f"model takes {self._takes()})") if lr else f"the model takes {self._takes()}"
+                raise io.InputError(f"{io.shown(path.name)} is {h}x{w} but {what} (resize it "
+                                    "first)")
         x = io.read_image(path, self.channels)
         _finite(x, path.name)
         if self._kind() == "measurement":
@@ -291,7 +333,7 @@ class Reader:
         if self._kind() == "measurement":
             raise io.InputError(f"{path.name}: a NIfTI volume is read as clean images; "
                                 "drop --input-kind measurement")
-        vol = io.read_nifti(path)
+        vol, affine, header = io.read_nifti_image(path)
         if vol.ndim == 4 and vol.shape[3] == 1:
             vol = vol[..., 0]
         if vol.ndim != 3:
@@ -299,10 +341,14 @@ class Reader:
         _finite(vol, path.name)
         stem = stem_of(path)
         side = self.size or max(s for i, s in enumerate(vol.shape) if i != self.cfg.axis)
-        x = volume_slices(vol, side, axis=self.cfg.axis)                 # (S, 1, side, side)
+        geo: dict = {}
+        x = volume_slices(vol, side, axis=self.cfg.axis, geometry=geo)   # (S, 1, side, side)
+        chosen = _select(len(x), self.sel, path.name)
         src = Source(path, "nifti", stem, f"{stem}{io.suffix_of(path)}", multi=True,
-                     meta={"n_slices": len(x), "axis": self.cfg.axis})
-        for i in _select(len(x), self.sel, path.name):
+                     meta={"n_slices": len(x), "axis": self.cfg.axis, "scale": geo["scale"],
+                           "header": header,
+                           "affine": nifti_affine(affine, geo, self.cfg.axis, side, chosen)})
+        for i in chosen:
             xi = x[i].expand(self.channels, side, side).clone()
             src.items.append(self._clean_item(src, f"{path.name}[{i}]", f"{stem}_s{i:03d}", i, xi))
         return src
@@ -384,6 +430,25 @@ class Reader:
             src.items.append(Item(iname, istem, src, i, op, y_all[i: i + 1].to(self.device), x,
                                   self._generator(iname)))
         return src
+
+
+def nifti_affine(affine: np.ndarray, geo: dict, axis: int, size: int, chosen: list) -> np.ndarray:
+    """The affine of the output volume: voxel (i, j, k) of the reconstruction (size x size
+    in-plane, the ``chosen`` slices along ``axis``) -> world, through the input's ``affine``.
+
+    In-plane, output index u maps to the input voxel lo - pad + f u + (f - 1)/2 with
+    f = side / size (the voxel centres of the crop, pad and area resize of
+    ``datasets.volume_slices``, whose turn the writer undoes); along ``axis``, index k is the
+    input slice chosen[0] + (chosen[1] - chosen[0]) k."""
+    f = geo["side"] / size
+    m = np.zeros((4, 4))
+    m[3, 3] = 1.0
+    step = chosen[1] - chosen[0] if len(chosen) > 1 else 1
+    m[axis, axis], m[axis, 3] = step, chosen[0]
+    plane = [d for d in range(3) if d != axis]
+    for d, lo, pad in zip(plane, geo["crop_lo"], geo["pad_before"]):
+        m[d, d], m[d, 3] = f, lo - pad + (f - 1) / 2
+    return np.asarray(affine, dtype=np.float64) @ m
 
 
 def kspace_to_ours(k_c: np.ndarray) -> np.ndarray:

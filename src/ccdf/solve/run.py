@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _run(cfg, task, model_name, inputs, first, work, ranks, progress, log) -> So
         if ranks.rank == 0 and error is None:
             try:
                 entries = manifest.merge(out, names)
-                m = manifest.build_metrics(entries, _report(cfg, task, model_name))
+                m = manifest.build_metrics(entries, _report(cfg, task, model_name, work.ood))
                 io.write_json(out / manifest.METRICS, m)
                 images, summary = m["images"], m["summary"]
             except OSError as e:
@@ -109,6 +110,10 @@ def _run(cfg, task, model_name, inputs, first, work, ranks, progress, log) -> So
         raise OutputError(error)
     if summary is not None and summary.get("t0_reason"):
         log(f"auto t0: {summary['t0_reason']}")
+    if summary is not None and summary.get("n_ood"):
+        log(f"ccdf solve: warning: {summary['n_ood']} of {summary['n_images']} image(s) look "
+            f"unlike the data the prior was trained on ({summary['ood']['trained_on']}); their "
+            "reconstructions may carry the prior's textures (\"ood\": true in metrics.json)")
     return SolveResult(images, summary, out, n_failed, ranks.rank)
 
 
@@ -127,11 +132,14 @@ class _Work:
             from .. import autot0
 
             self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
-        self.n_ok = self.n_failed = 0
+        self.n_ok = self.n_failed = self.n_warned = 0
         self.writer = self.bar = None
         from .config import read_class_labels
 
         self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
+        from ..ood import OODCheck
+
+        self.ood = OODCheck(model)
 
     def prepare(self, path: Path) -> Source:
         """Read an input; give each of its items the initial estimate and t0 (raises)."""
@@ -152,8 +160,8 @@ class _Work:
                 fits = self.net.fits(it.op)
                 if fits is not True:
                     raise io.InputError(f"{it.name}: {fits}; use --init classic")
-            it.x0_hat = (init.classic(it.op, it.y) if self.net is None
-                         else init.feed_forward(self.net, it.op, it.y))
+            it.x0_hat = (init.classic(it.op, it.y, self.cfg.sigma_y) if self.net is None
+                         else init.feed_forward(self.net, it.op, it.y, self.cfg.sigma_y))
             if self.auto:
                 t0, reason = autot0.choose_t0(
                     self.model, it.op, it.y, it.x0_hat, self.cfg.steps, self.cfg.sigma_y,
@@ -206,17 +214,35 @@ class _Work:
             for it, e in zip(items, solve_batch(self.model, items, self.cfg, self._step)):
                 if e is not None and it.source.failed is None:
                     it.source.failed = (f"{it.name}: " if it.source.multi else "") + _reason(e)
+            self._score([it for it in items if it.result is not None])
         while opened and (opened[0].failed is not None or
                           all(it.result is not None for it in opened[0].items)):
             self._write(opened.pop(0))
+
+    def _score(self, items: list) -> None:
+        """The out-of-distribution score of each solved item (``ood``; one network call)."""
+        if not items or not self.ood.active:
+            return
+        import torch
+
+        from .writers import magnitude
+
+        try:
+            scores = self.ood.scores(torch.cat([magnitude(it.result.x) for it in items]))
+        except Exception:  # noqa: BLE001 -- a check that cannot run never fails the input
+            return
+        for it, sc in zip(items, scores):
+            it.ood = sc
 
     def _write(self, src: Source) -> None:
         if src.failed is None:
             try:
                 outputs = write_source(self.out, src, self.cfg.samples, self.cfg.complex_output)
-                entry = manifest.ok_entry(src, outputs, self.cfg.seed, self.auto)
+                entry = manifest.ok_entry(src, outputs, self.cfg.seed, self.auto, self.ood)
             except OSError as e:
-                raise OutputError(self._cannot_write(src.path.name, e)) from None
+                if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):
+                    raise OutputError(self._cannot_write(src.path.name, e)) from None
+                src.failed = f"cannot write its outputs: {e.strerror}; rename it"  # this name only
             except Exception as e:  # noqa: BLE001 -- e.g. a result the output format refuses
                 src.failed = _reason(e)
         if src.failed is not None:
@@ -224,11 +250,23 @@ class _Work:
             return
         self._append(src.path.name, entry)
         self.n_ok += 1
+        self._warn_ood(src)
         if self.bar is not None:
             self.bar.update(1)
 
+    def _warn_ood(self, src: Source) -> None:
+        """One warning line per flagged input, for the first few (the end says how many)."""
+        bad = [it for it in src.items if self.ood.flagged(it.ood)]
+        if bad and self.n_warned < 5:
+            self.n_warned += 1
+            worst = max(bad, key=lambda it: it.ood)
+            self.log(f"ccdf solve: warning: {io.shown(worst.name)} looks unlike the prior's "
+                     f"training data ({self.ood.trained_on}): its denoising error is "
+                     f"{worst.ood:.1f}x the reference's ({self.ood.source}); the result may "
+                     "carry the prior's textures")
+
     def _failed(self, name: str, reason: str) -> None:
-        self.log(f"ccdf solve: {name} failed: {reason}")
+        self.log(f"ccdf solve: {io.shown(name)} failed: {reason}")
         self._append(name, manifest.failed_entry(name, reason))
         self.n_failed += 1
         if self.bar is not None:
@@ -254,7 +292,7 @@ class _Work:
 
 def _reason(e: BaseException) -> str:
     """One line saying why an input failed."""
-    msg = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
+    msg = io.one_line(e)
     if isinstance(e, FloatingPointError):
         return f"sampling diverged ({msg})"
     return msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}"
@@ -271,9 +309,13 @@ def _task(cfg: SolveConfig) -> dict:
     return task
 
 
-def _report(cfg: SolveConfig, task: dict, model_name: str) -> dict:
-    """The settings reported in metrics.json's summary."""
-    return {"t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
+def _report(cfg: SolveConfig, task: dict, model_name: str, ood=None) -> dict:
+    """The settings reported in metrics.json's summary (and how inputs were checked against
+    the prior's training data, ``ccdf.ood``)."""
+    check = {} if ood is None else {"ood": {
+        "trained_on": ood.trained_on, "reference": ood.source, "reference_q95": ood.q95,
+        "t_ref": ood.t, "factor": ood.factor}}
+    return {**check, "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
             "consistency": cfg.consistency,

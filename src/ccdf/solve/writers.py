@@ -2,7 +2,8 @@
 then rename: ``io.atomic_write``), so an interrupted run never leaves a half-written file.
 
 Outputs: the reconstruction in the input's format (``NAME.png``, ``NAME.npy``, the NIfTI
-volume in the slice geometry (size x size along the other two axes, identity affine), or
+volume in the slice geometry (size x size along the other two axes) with the input's header,
+its affine adjusted to that geometry (``readers.nifti_affine``) and its intensity units, or
 ``NAME.h5`` with ``reconstruction`` scaled back to the file's units), PNG previews per slice
 for volumes (``NAME_s012.png``), ``<item>_init.png`` (the initial estimate), and
 ``<item>_std.png`` plus ``NAME_std.npy`` when samples > 1.
@@ -67,7 +68,8 @@ def write_source(out: Path, src: Source, samples: int, complex_output: bool = Fa
         io.write_npy(out / src.main, _squeeze(vol, src.multi))
     elif src.kind == "nifti":
         v = np.rot90(vol[:, 0], -1, axes=(1, 2))                       # undo volume_slices' turn
-        io.write_nifti(out / src.main, np.moveaxis(v, 0, src.meta["axis"]))
+        io.write_nifti(out / src.main, np.moveaxis(v, 0, src.meta["axis"]) * scale,
+                       src.meta["affine"], src.meta["header"])
     elif src.kind == "kspace":
         rec = (vol[:, 0] * scale).astype(np.float32)                  # (S, H, W)
         if not src.meta["h5"]:
