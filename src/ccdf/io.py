@@ -355,7 +355,7 @@ def read_fastmri(path) -> dict:
     try:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
-                raise InputError(f"{Path(path).name} has no 'kspace' dataset (found: "
+                raise InputError(f"{shown(path.name)} has no 'kspace' dataset (found: "
                                  f"{', '.join(f.keys()) or 'nothing'}); a fastMRI file holds "
                                  "kspace (slices, [coils,] H, W)")
             if f["kspace"].size > MAX_ELEMENTS:
@@ -372,9 +372,10 @@ def read_fastmri(path) -> dict:
                 if key in f and f[key].ndim == 3 and f[key].shape[0] == n:
                     out["targets"][key] = np.asarray(f[key])
     except OSError as e:
-        raise InputError(f"cannot read HDF5 {path}: {e}") from None
+        raise InputError(f"cannot read HDF5 {shown(path)}: {e}") from None
     if not np.iscomplexobj(out["kspace"]):
-        raise InputError(f"{Path(path).name}: 'kspace' must be complex, got {out['kspace'].dtype}")
+        raise InputError(f"{shown(path.name)}: 'kspace' must be complex, got "
+                         f"{out['kspace'].dtype}")
     return out
 
 

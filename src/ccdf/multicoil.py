@@ -30,9 +30,12 @@ def to_centred(y: Tensor) -> np.ndarray:
     return simulate.fft2c(torch.fft.ifft2(y.to(torch.complex128), norm="ortho").numpy())
 
 
-def problem(x: Tensor, task: dict) -> tuple[MRI, Tensor, Tensor]:
+def problem(x: Tensor, task: dict, sigma_y: float = 0.0,
+            seed: int = 0) -> tuple[MRI, Tensor, Tensor]:
     """(operator with ESPIRiT maps, k-space y (N, C, H, W) complex64, zero-filled RSS
-    (N, 1, H, W)) for images x (N, 1, H, W) and the task ({"task": "mri", ..., "coils": N})."""
+    (N, 1, H, W)) for images x (N, 1, H, W) and the task ({"task": "mri", ..., "coils": N});
+    ``sigma_y``: white complex noise of that std (real and imaginary parts) on every measured
+    k-space entry of every coil, drawn from ``seed``."""
     from .solve.fastmri import SENSE_ITERS, SENSE_TOL
 
     n, _, h, w = x.shape
@@ -41,6 +44,10 @@ def problem(x: Tensor, task: dict) -> tuple[MRI, Tensor, Tensor]:
     mask = make_operator("mri", (1, h, w), **params).mask
     sim = MRI(mask, (1, h, w), complex_image=True, coils=truth)
     y = sim.A(x.to(torch.complex128)).to(torch.complex64)
+    if sigma_y > 0:
+        g = torch.Generator().manual_seed(int(seed))
+        z = torch.complex(torch.randn(y.shape, generator=g), torch.randn(y.shape, generator=g))
+        y = y + sigma_y * z * mask
     k = to_centred(y)
     mask_c = np.fft.fftshift(mask.numpy())
     maps = np.stack([espirit_maps(k[i], mask_c, f"slice {i}") for i in range(n)])
@@ -50,7 +57,8 @@ def problem(x: Tensor, task: dict) -> tuple[MRI, Tensor, Tensor]:
     return op, y, zf
 
 
-def validation(spec: str, task: dict, n: int | None = None):
+def validation(spec: str, task: dict, n: int | None = None, sigma_y: float = 0.0,
+               seed: int = 0):
     """(x_val, y_val, op_val): validation images (``n`` spread over the set) simulated as the
     evaluation ones, with their own ESPIRiT maps -- for ``classical.choose_lambda``."""
     from . import datasets
@@ -58,7 +66,7 @@ def validation(spec: str, task: dict, n: int | None = None):
     x = datasets.load(spec)
     if n and n < len(x):
         x = x[torch.linspace(0, len(x) - 1, n).round().long()]
-    op, y, _ = problem(x, task)
+    op, y, _ = problem(x, task, sigma_y, seed + 1)
     return x, y, op
 
 
