@@ -98,7 +98,8 @@ def test_multicoil_bench_rows(tmp_path):
     assert cli.main(["bench", "--task", "mri", "--accel", "2", "--acs", "8", "--coils", "4",
                      "--model", str(tmp_path / "model"), "--input", str(tmp_path / "x.npy"),
                      "--val", str(tmp_path / "val.npy"), "--cs-iters", "10", "--out", str(out),
-                     "--quick", "--n-images", "2", "--threads", "1", "--no-checks"]) == 0
+                     "--quick", "--n-images", "2", "--threads", "1", "--no-checks",
+                     "--restorer", "none"]) == 0
     by = {r["method"]: r for r in json.loads((out / "results.json").read_text())}
     assert by["initial estimate (classic)"]["nfe"] == 0 and "zero-filled RSS" in by
     cs = [m for m in by if m.startswith("CS ")]

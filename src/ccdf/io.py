@@ -343,7 +343,6 @@ def write_h5(path, **datasets) -> None:
         with h5py.File(tmp, "w") as f:
             for k, v in datasets.items():
                 f.create_dataset(k, data=np.asarray(v))
-        os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- fastMRI files

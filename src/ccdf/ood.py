@@ -82,10 +82,13 @@ class OODCheck:
 
     def __init__(self, model, t: float = T_REF, factor: float = FACTOR):
         self.model, self.t, self.factor = model, float(t), float(factor)
-        self.z = fixed_noise((model.channels, model.image_size, model.image_size))
-        x, self.source = reference_images(model)
         self.trained_on = (getattr(model, "meta", None) or {}).get("trained_on")
         self.q95 = None
+        if model.image_size is None:  # a prior of any size: no fixed-size reference (no check)
+            self.z, self.source = None, "no reference for a prior of any size"
+            return
+        self.z = fixed_noise((model.channels, model.image_size, model.image_size))
+        x, self.source = reference_images(model)
         if x is not None:
             d = torch.cat([denoising_error(model, c, self.t, self.z) for c in x.split(16)])
             self.q95 = float(d.quantile(0.95))
