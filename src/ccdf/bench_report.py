@@ -135,6 +135,11 @@ def write_grid(res: dict, bench, path: Path, n_show: int = 4, cols=None) -> list
     return labels
 
 
+def _names(v) -> str:
+    """A consistency name or a list of them, as written in the report."""
+    return ", ".join(v) if isinstance(v, (list, tuple)) else (v or "")
+
+
 def targets(res: dict) -> list[tuple[str, bool, str]]:
     """The issues' targets, checked on this run's rows: (target, met, the numbers)."""
     rows = res["rows"]
@@ -224,7 +229,7 @@ def results_md(res: dict, labels: list[str]) -> str:
              f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
              f"thread(s), torch {res['machine']['torch']}. Measurement noise sigma_y = "
              f"{res.get('sigma_y', 0):g}; CCDF consistency step: "
-             f"{res.get('consistency') or 'projection'}.", "",
+             f"{_names(res.get('consistency')) or 'projection'}.", "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

@@ -16,12 +16,6 @@ seen through A), so the iterate stays on the noisy manifold; at the last step (b
   ill-conditioned (deblurring).  In the SVD basis it keeps a fraction
   c^2 s_k^2 / (c^2 s_k^2 + a^2 sigma_y^2) of the measured coefficient k: a soft replacement
   with the noise of each coefficient, sigma_y / s_k, so noise is never amplified by 1 / s_k.
-
-All are affine with linear part of norm <= 1 (non-expansive), the condition of Corollary 1;
-the prox is moreover firmly non-expansive (its linear part (A^T A / s^2 + I)^{-1} is symmetric
-with eigenvalues in (0, 1]).  Measurement noise: ``Projection`` softens its replacement and
-``Prox`` weighs each coefficient by its own noise; ``GradientStep`` ignores sigma_y.
-
 * ``ConjugateGradient`` (DDS: Chung, Lee & Ye, "Decomposed Diffusion Sampler for Accelerating
   Large-Scale Inverse Problems", ICLR 2024): acts on the denoised (Tweedie) estimate x0_hat of
   the iterate, not on the iterate: M conjugate-gradient iterations on the data term started
@@ -29,6 +23,13 @@ with eigenvalues in (0, 1]).  Measurement noise: ``Projection`` softens its repl
   then re-noised with the network's eps: the loop (``samplers.solve``) steps from
   x_i = a_i x0_hat' + b_i eps_hat.  Works for every operator, also with no pseudo-inverse in
   closed form (multi-coil MRI), at M operator pairs per step.
+
+Projection, GradientStep and Prox are affine with linear part of norm <= 1 (non-expansive),
+the condition of Corollary 1; the prox is moreover firmly non-expansive (its linear part
+(A^T A / s^2 + I)^{-1} is symmetric with eigenvalues in (0, 1]); ConjugateGradient never moves
+x0_hat away from a solution of A x = y (see its docstring).  Measurement noise: ``Projection``
+softens its replacement, ``Prox`` weighs each coefficient by its own noise,
+``ConjugateGradient`` solves the noisy MAP system; ``GradientStep`` ignores sigma_y.
 """
 
 from __future__ import annotations

@@ -336,13 +336,7 @@ def read_h5_kspace(path, dataset: str = "kspace") -> tuple[np.ndarray, np.ndarra
 
 def write_h5(path, **datasets) -> None:
     """Write datasets to an HDF5 file (atomically, with the usual file mode)."""
-    import h5py
-
-    with _temporary(Path(path)) as (fd, tmp):
-        os.close(fd)
-        with h5py.File(tmp, "w") as f:
-            for k, v in datasets.items():
-                f.create_dataset(k, data=np.asarray(v))
+    write_h5_file(path, datasets)
 
 
 # ---------------------------------------------------------------- fastMRI files
@@ -392,7 +386,7 @@ def _as_bytes(v) -> bytes:
 
 
 def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
-    """An HDF5 file with ``datasets`` and root ``attrs``, written atomically."""
+    """An HDF5 file with ``datasets`` and root ``attrs``, written atomically (the usual mode)."""
     import h5py
 
     with _temporary(Path(path)) as (fd, tmp):
@@ -405,10 +399,9 @@ def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
 
 
 def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:
-    """A NIfTI volume with a diagonal affine of the voxel sizes (mm), written atomically."""
+    """A NIfTI volume with a diagonal affine of the voxel sizes (mm) (``write_nifti``)."""
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(vol, dtype=np.float32), np.diag([*voxel_mm, 1.0]))
-    img.header.set_xyzt_units("mm")
-    with atomic_write(path) as f:
-        f.write(gzip.compress(img.to_bytes()) if str(path).endswith(".gz") else img.to_bytes())
+    hdr = nib.Nifti1Header()
+    hdr.set_xyzt_units("mm")
+    write_nifti(path, vol, np.diag([*map(float, voxel_mm), 1.0]), hdr)

@@ -18,7 +18,7 @@ def run(a) -> int:
     cfg = solve.SolveConfig(
         task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
         model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, consistency=a.consistency, seed=a.seed, batch_size=a.batch_size,
+        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
         class_label=a.class_label, coil_maps=a.coil_maps, complex_output=a.complex_output)
@@ -44,12 +44,15 @@ def run(a) -> int:
     return code
 
 
+CONSISTENCY_HELP = ("data consistency: projection (POCS / k-space replacement), gradient (a "
+                    "gradient step), prox (the proximal step, for deblurring), cg (DDS: conjugate "
+                    "gradients on the denoised estimate; the fast choice for multi-coil MRI); "
+                    "default: the task's, prox for deblur, projection otherwise")
+
+
 def add_consistency_arg(p) -> None:
     p.add_argument("--consistency", choices=["projection", "gradient", "prox", "cg"],
-                   default=None,
-                   help="data-consistency step after each reverse step (default: the task's: "
-                   "prox for deblur, projection otherwise); cg: DDS, conjugate gradients on "
-                   "the denoised estimate, the fast one for multi-coil MRI")
+                   default=None, help=CONSISTENCY_HELP)
 
 
 def add_solve_parser(sub) -> None:

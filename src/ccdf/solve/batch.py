@@ -115,7 +115,7 @@ def _run_batch(model, items: list, cfg, callback) -> None:
             for th in threads:
                 while th.is_alive():
                     th.join(0.2)
-        except BaseException:
+        except BaseException:  # Ctrl-C / SIGTERM: cli.main leaves at once (os._exit)
             net.barrier.abort()
             raise
         if net.error is not None:

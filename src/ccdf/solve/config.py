@@ -34,7 +34,8 @@ class SolveConfig:
     sampler: str = "ddpm"
     samples: int = 1
     sigma_y: float = 0.0
-    consistency: str | None = None     # None: the operator's default (projection; prox for deblur)
+    consistency: str | None = None     # a name of ``consistency.CONSISTENCY``; None: the
+                                       # operator's default (projection; prox for deblur)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"

@@ -19,6 +19,7 @@ Formats (``SUFFIXES``), a file or a folder of them (hidden files and sub-folders
 * fastMRI ``.h5`` files, single-coil ``kspace`` (S, H, W) or multi-coil (S, coils, H, W)
   (coil maps by ESPIRiT or ``--coil-maps``): measurements whatever ``input_kind`` says; read
   by ``solve.fastmri`` (the mask, the scale, the references and the submission outputs).
+  A complex .npy is read by ``Reader._kspace``.
 
 Each Item's generator is seeded from the global seed and the item's NAME (``item_seed``);
 the simulated measurement noise is drawn from it, the sampler continues from its state.
