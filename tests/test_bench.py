@@ -151,3 +151,17 @@ def test_multicoil_bench_rows(tmp_path):
     assert set(meta["classical"]) == {"tv", "l1wavelet"}
     md = (out / "results.md").read_text()
     assert "best compressed sensing + 1 dB" in md and "SENSE start + 3 dB" in md
+
+
+def test_multicoil_measurement_noise_is_added():
+    """--sigma-y with --coils: white complex noise on the measured k-space of every coil."""
+    from ccdf import multicoil
+
+    yy, xx = np.mgrid[:24, :24] / 23 * 2 - 1
+    x = torch.from_numpy(((xx / 0.8) ** 2 + (yy / 0.9) ** 2 <= 1).astype(np.float32))[None, None]
+    task = {"task": "mri", "pattern": "uniform1d", "accel": 2, "acs": 8, "coils": 4}
+    op, y0, _ = multicoil.problem(x, task)
+    _, y1, _ = multicoil.problem(x, task, sigma_y=0.05, seed=3)
+    d = (y1 - y0)[..., op.mask]
+    assert float(d.real.std()) == pytest.approx(0.05, rel=0.1)
+    assert float((y1 - y0)[..., ~op.mask].abs().max()) == 0

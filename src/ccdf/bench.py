@@ -292,11 +292,10 @@ class Bench:
             else:
                 self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
 
-    def sweep(self, grid=T0_GRID, steps=(100, 1000), label: str | None = None) -> dict:
+    def sweep(self, grid=T0_GRID, steps=(100, 1000)) -> dict:
         """PSNR against t0 for each start and N.  t0 = 1 reuses the full-run row, or else the
         classic start's t0 = 1 run: there x_N = a_N x0_hat + b_N z with a_N ~ 0.006 (VP), so
-        the start hardly matters.  ``label`` (a sweep with another consistency than the full
-        runs'): appended to the rows' names (", cg") and the curves' ("classic+cg start")."""
+        the start hardly matters."""
         curves = {}
         own = getattr(self.s.op, "consistency", "projection")  # the operator's: no tag
         tag = "" if (self.consistency or own) == own else f", {self.consistency}"
@@ -312,7 +311,7 @@ class Bench:
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
                                            t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
-                curves[f"{start}{'+' + label if label else ''} start, N={n}"] = pts
+                curves[f"{start}{tag.replace(', ', '+')} start, N={n}"] = pts
         return curves
 
     def auto(self, steps: int = 100) -> dict:
@@ -500,7 +499,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         used = s.extras.get("multicoil", {}).get("data") or data or "mni152:sample"
         val = val or datasets.validation_spec(used)
         n_val = 2 if quick else None
-        if multi:  # the validation slices get their own coils and ESPIRiT maps
+        if multi:
             from . import multicoil
 
             vs = multicoil.validation(val, task, n_val, s.sigma_y, seed) if val else None
@@ -516,14 +515,12 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         write_outputs(res, b, out)
         return res
     b.full_runs(full_steps, full_images)
-    grid = grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID)
-    sweep_steps = sweep_steps or ((100,) if quick else (100, 1000))
-    curves = b.sweep(grid, sweep_steps)
-    for other in [c for c in ("projection", "gradient", "cg") if c != consistency] \
-            if multi else []:  # multi-coil: CCDF with each consistency
-        b.consistency = other
-        curves.update(b.sweep(grid, sweep_steps, label=other))
-    b.consistency = consistency
+    curves = {}
+    for c in conses:  # one sweep per consistency; the other rows use the first
+        b.consistency = c
+        curves.update(b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
+                              sweep_steps or ((100,) if quick else (100, 1000))))
+    b.consistency = conses[0]
     auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":

@@ -21,7 +21,8 @@ def run(a) -> int:
         samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
-        class_label=a.class_label, coil_maps=a.coil_maps, complex_output=a.complex_output)
+        class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
+        complex_output=a.complex_output)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
     if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
