@@ -84,38 +84,6 @@ def test_targets_check_the_interior_optimum_of_each_curve():
     assert "FD vs t0 (net start, N=100) has an interior optimum" not in met          # no FD there
 
 
-def test_multicoil_bench_rows(tmp_path):
-    """``--coils``: ESPIRiT maps, the CG-SENSE start, zero-filled RSS, compressed sensing with
-    lambda from validation slices, and CCDF with each consistency (tiny: 24 x 24, 4 coils)."""
-    torch.manual_seed(0)
-    save_model(UNetDenoiser(build_unet(24, 1, (8, 16)), VPSchedule()), tmp_path / "model")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:24, :24] / 23 * 2 - 1
-    disc = ((xx / 0.8) ** 2 + (yy / 0.9) ** 2 <= 1).astype(np.float32)
-    for name in ("x", "val"):
-        np.save(tmp_path / f"{name}.npy", disc * rng.random((2, 24, 24)).astype(np.float32))
-    out = tmp_path / "out"
-    assert cli.main(["bench", "--task", "mri", "--accel", "2", "--acs", "8", "--coils", "4",
-                     "--model", str(tmp_path / "model"), "--input", str(tmp_path / "x.npy"),
-                     "--val", str(tmp_path / "val.npy"), "--cs-iters", "10", "--out", str(out),
-                     "--quick", "--n-images", "2", "--threads", "1", "--no-checks"]) == 0
-    by = {r["method"]: r for r in json.loads((out / "results.json").read_text())}
-    assert by["initial estimate (classic)"]["nfe"] == 0 and "zero-filled RSS" in by
-    cs = [m for m in by if m.startswith("CS ")]
-    assert len(cs) == 2
-    assert by["full run (t0=1), N=100"]["nfe"] == 100      # quick multi-coil: no N = 1000
-    for tag in ("", ", gradient", ", cg"):
-        assert by[f"CCDF classic start, N=100, t0=0.2{tag}"]["nfe"] == 20
-    meta = json.loads((out / "bench.json").read_text())
-    starts = ("classic", "net") if "feed-forward net alone" in by else ("classic",)
-    assert set(meta["curves"]) == {f"{s}{c} start, N=100" for s in starts   # net: restorer-mri
-                                   for c in ("", "+gradient", "+cg")}
-    assert meta["consistency"] == "projection"
-    assert set(meta["classical"]) == {"tv", "l1wavelet"}
-    md = (out / "results.md").read_text()
-    assert "best compressed sensing + 1 dB" in md and "SENSE start + 3 dB" in md
-
-
 def test_deblur_bench_rows_with_noise(tmp_path):
     """A deblurring bench on a tiny prior: y carries sigma_y noise (seeded), the classic start
     is the Wiener filter at sigma_y, CCDF runs the prox step, the peers run with their
@@ -151,3 +119,55 @@ def test_deblur_bench_rows_with_noise(tmp_path):
     met = {name for name, _, _ in targets({"task": task, "rows": b.rows})}
     assert {"CCDF (<= 20 NFE) >= the Wiener start + 1 dB", "CCDF (<= 20 NFE) >= full run N=20",
             "CCDF (<= 20 NFE) >= DDRM at 20 NFE", "CCDF (<= 20 NFE) >= DiffPIR at 20 NFE"} <= met
+
+
+def test_multicoil_bench_rows(tmp_path):
+    """``--coils``: ESPIRiT maps, the CG-SENSE start, zero-filled RSS, compressed sensing with
+    lambda from validation slices, and CCDF with each consistency (tiny: 24 x 24, 4 coils)."""
+    torch.manual_seed(0)
+    save_model(UNetDenoiser(build_unet(24, 1, (8, 16)), VPSchedule()), tmp_path / "model")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:24, :24] / 23 * 2 - 1
+    disc = ((xx / 0.8) ** 2 + (yy / 0.9) ** 2 <= 1).astype(np.float32)
+    for name in ("x", "val"):
+        np.save(tmp_path / f"{name}.npy", disc * rng.random((2, 24, 24)).astype(np.float32))
+    out = tmp_path / "out"
+    assert cli.main(["bench", "--task", "mri", "--accel", "2", "--acs", "8", "--coils", "4",
+                     "--model", str(tmp_path / "model"), "--input", str(tmp_path / "x.npy"),
+                     "--val", str(tmp_path / "val.npy"), "--cs-iters", "10", "--out", str(out),
+                     "--quick", "--n-images", "2", "--threads", "1", "--no-checks"]) == 0
+    by = {r["method"]: r for r in json.loads((out / "results.json").read_text())}
+    assert by["initial estimate (classic)"]["nfe"] == 0 and "zero-filled RSS" in by
+    cs = [m for m in by if m.startswith("CS ")]
+    assert len(cs) == 2
+    assert by["full run (t0=1), N=100"]["nfe"] == 100      # quick multi-coil: no N = 1000
+    for tag in ("", ", gradient", ", cg"):
+        assert by[f"CCDF classic start, N=100, t0=0.2{tag}"]["nfe"] == 20
+    meta = json.loads((out / "bench.json").read_text())
+    starts = ("classic", "net") if "feed-forward net alone" in by else ("classic",)
+    assert set(meta["curves"]) == {f"{s}{c} start, N=100" for s in starts   # net: restorer-mri
+                                   for c in ("", "+gradient", "+cg")}
+    assert meta["consistency"] == ["projection", "gradient", "cg"]
+    assert set(meta["classical"]) == {"tv", "l1wavelet"}
+    md = (out / "results.md").read_text()
+    assert "best compressed sensing + 1 dB" in md and "SENSE start + 3 dB" in md
+
+
+def test_multicoil_measurement_noise_is_added(tmp_path):
+    """--sigma-y with --coils: white complex noise on the measured k-space of every coil, added
+    once (the bench's setup adds no noise of its own on top)."""
+    from ccdf import multicoil
+    from ccdf.bench import make_setup
+
+    yy, xx = np.mgrid[:24, :24] / 23 * 2 - 1
+    x = torch.from_numpy(((xx / 0.8) ** 2 + (yy / 0.9) ** 2 <= 1).astype(np.float32))[None, None]
+    task = {"task": "mri", "pattern": "uniform1d", "accel": 2, "acs": 8, "coils": 4}
+    op, y0, _ = multicoil.problem(x, task)
+    _, y1, _ = multicoil.problem(x, task, sigma_y=0.05, seed=3)
+    d = (y1 - y0)[..., op.mask]
+    assert float(d.real.std()) == pytest.approx(0.05, rel=0.1)
+    assert float((y1 - y0)[..., ~op.mask].abs().max()) == 0
+    np.save(tmp_path / "x.npy", x[:, 0].numpy())
+    s = make_setup(task, "none", str(tmp_path / "x.npy"), restorer="none", extras=False,
+                   sigma_y=0.05, seed=3)
+    assert torch.equal(s.y, y1)

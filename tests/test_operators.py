@@ -58,13 +58,6 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
     # accel 2: 4 birdcage coils resolve 2-fold aliasing well (CG converges in tens of steps)
     ("mri-multicoil", lambda: make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=2,
                                             acs=2, coils=4)),
-    # ESPIRiT maps (sigpy) estimated from the k-space of a phantom: zero outside the object
-    ("mri-multicoil-espirit", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
-                                          coils=_espirit_maps(8, 16))),
-    # given maps, one set per image of the batch (as per-slice maps of a volume)
-    ("mri-multicoil-per-image", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
-                                            coils=torch.stack([birdcage_maps(4, 16, 16, r)
-                                                               for r in (1.5, 2.0)]))),
     # circular blurs on 8x8 (the SVD check builds their dense matrices)
     ("deblur-gaussian", lambda: make_operator("deblur", (1, 8, 8), kernel="gaussian",
                                               kernel_sigma=1.0)),
@@ -73,6 +66,13 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
                                                 kernel_size=5, seed=1)),
     ("deblur-gaussian-8x12", lambda: make_operator("deblur", (1, 8, 12), kernel_sigma=0.8,
                                                    kernel_size=4)),
+    # ESPIRiT maps (sigpy) estimated from the k-space of a phantom: zero outside the object
+    ("mri-multicoil-espirit", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
+                                          coils=_espirit_maps(8, 16))),
+    # given maps, one set per image of the batch (as per-slice maps of a volume)
+    ("mri-multicoil-per-image", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
+                                            coils=torch.stack([birdcage_maps(4, 16, 16, r)
+                                                               for r in (1.5, 2.0)]))),
 ]
 
 

@@ -21,6 +21,14 @@ solver overhead (wall time of CCDF against N' bare network calls at batch 8).
 Complex images (``mri:...-complex`` data) are measured by a complex MRI operator; PSNR and
 SSIM compare magnitudes.  ``model="none"`` runs the rows that need no prior (the initial
 estimate, the feed-forward net, the classical rows).
+
+``consistency`` (``--consistency``, a comma list): the data consistency of the CCDF and
+full-run rows (the first; default the operator's own: prox for deblurring, projection
+otherwise); the t0 sweep runs once per entry.  ``sigma_y``: seeded white noise added to y,
+its level given to every method.  With
+``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
+(``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps, and
+CCDF with each consistency (projection, gradient, cg by default).
 """
 
 from __future__ import annotations
@@ -120,10 +128,10 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     else:
         op = _operator(task, x, bool(getattr(m, "complex", False)))
         y = op.A(x)
-        if sigma_y > 0:
+        if sigma_y > 0:  # (multi-coil: the noise is added per coil by ``multicoil.problem``)
             g = torch.Generator().manual_seed(seed)  # complex y: the noise A z of the consistency
             y = y + sigma_y * (op.A(randn_like(x, g)) if y.is_complex() else
-                               torch.randn(y.shape, generator=g, dtype=y.dtype))
+                               torch.randn(y.shape, generator=g, dtype=y.dtype)).to(y.dtype)
     s = Setup(name=_task_name(task) + (f", sigma_y={sigma_y:g}" if sigma_y else ""), task=task,
               model=m, op=op, x=x, y=y, starts={"classic": init.classic(op, y, sigma_y)},
               sigma_y=float(sigma_y), extras=extras_)
@@ -181,7 +189,9 @@ class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
     def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None):
-        self.s, self.seed, self.log, self.consistency = setup, seed, log, consistency
+        self.s, self.seed, self.log = setup, seed, log
+        # of the CCDF / full-run rows (``consistency.CONSISTENCY``; None: the operator's own)
+        self.consistency = consistency
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.stds: dict[str, Tensor] = {}     # method -> pixel-wise std when K > 1 samples
@@ -282,13 +292,13 @@ class Bench:
             else:
                 self.ccdf(f"full run (t0=1), N={n}", "classic", 1.0, n)
 
-    def sweep(self, grid=T0_GRID, steps=(100, 1000), label: str | None = None) -> dict:
+    def sweep(self, grid=T0_GRID, steps=(100, 1000)) -> dict:
         """PSNR against t0 for each start and N.  t0 = 1 reuses the full-run row, or else the
         classic start's t0 = 1 run: there x_N = a_N x0_hat + b_N z with a_N ~ 0.006 (VP), so
-        the start hardly matters.  ``label`` (a sweep with another consistency than the full
-        runs'): appended to the rows' names (", cg") and the curves' ("classic+cg start")."""
+        the start hardly matters."""
         curves = {}
-        tag = f", {label}" if label else ""
+        own = getattr(self.s.op, "consistency", "projection")  # the operator's: no tag
+        tag = "" if (self.consistency or own) == own else f", {self.consistency}"
         for n in steps:
             for start in self.s.starts:
                 pts = []
@@ -301,7 +311,7 @@ class Bench:
                     row = row or self.ccdf(f"CCDF {start} start, N={n}, t0={t0}{tag}", start,
                                            t0, n)
                     pts.append((t0, row["psnr"], row["ssim"], row.get("fd")))
-                curves[f"{start}{'+' + label if label else ''} start, N={n}"] = pts
+                curves[f"{start}{tag.replace(', ', '+')} start, N={n}"] = pts
         return curves
 
     def auto(self, steps: int = 100) -> dict:
@@ -461,33 +471,35 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     ``datasets.validation_spec(data)``; quick: 2 of its images); ``cs_iters``: iterations
     of the compressed-sensing solvers; ``grid``/``sweep_steps``: the t0 grid and N of the
     sweeps; ``full_steps``/``full_images``: the full runs' N and (for N > 100) how many images
-    they use; ``checks``: the theory check and the overhead measurement; ``sigma_y``:
-    measurement noise added to y and given to every method; ``consistency``: CCDF's step
-    (None: the operator's default, prox for deblurring).
-
-    With ``coils`` in the task (``--coils N``, MRI): multi-coil k-space with ESPIRiT maps
-    (``multicoil``): the CG-SENSE start, zero-filled RSS, compressed sensing with the maps,
-    and one more t0 sweep per other consistency (projection, gradient, cg); quick: the full
-    runs at N = 100 and 20."""
+    they use (default N = 1000 and 20; quick multi-coil: 100 and 20); ``checks``: the theory
+    check and the overhead measurement; ``sigma_y``: measurement noise added to y and given to
+    every method; ``consistency``: a comma list (see the module docstring; default: the
+    operator's own, prox for deblurring, projection otherwise)."""
+    from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
     multi = task["task"] == "mri" and bool(task.get("coils"))
+    conses = (consistency or ("projection,gradient,cg" if multi else "")).split(",")
+    for c in conses:
+        if c and c not in CONSISTENCY:
+            raise ValueError(f"unknown consistency {c!r}; choose from {', '.join(CONSISTENCY)}")
     full_steps = full_steps or ((100, 20) if multi and quick else (1000, 20))
     s = make_setup(task, model, data, n, restorer, model_config=model_config,
                    class_label=class_label, sigma_y=sigma_y, seed=seed)
-    consistency = consistency or getattr(s.op, "consistency", "projection")
+    conses = [c or getattr(s.op, "consistency", "projection") for c in conses]
     log(f"bench {s.name}: {len(s.x)} images {tuple(s.x.shape[1:])}"
-        f"{' complex' if s.x.is_complex() else ''}, model {model}, consistency {consistency}")
+        f"{' complex' if s.x.is_complex() else ''}, model {model}, consistency "
+        f"{', '.join(conses)}")
     for note in s.notes:
         log(f"  {note}")
-    b = Bench(s, seed, log, consistency)
+    b = Bench(s, seed, log, conses[0])
     b.initial()
     cs = {}
     if task["task"] == "mri":
         used = s.extras.get("multicoil", {}).get("data") or data or "mni152:sample"
         val = val or datasets.validation_spec(used)
         n_val = 2 if quick else None
-        if multi:  # the validation slices get their own coils and ESPIRiT maps
+        if multi:
             from . import multicoil
 
             vs = multicoil.validation(val, task, n_val, s.sigma_y, seed) if val else None
@@ -503,14 +515,12 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         write_outputs(res, b, out)
         return res
     b.full_runs(full_steps, full_images)
-    grid = grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID)
-    sweep_steps = sweep_steps or ((100,) if quick else (100, 1000))
-    curves = b.sweep(grid, sweep_steps)
-    for other in [c for c in ("projection", "gradient", "cg") if c != consistency] \
-            if multi else []:  # multi-coil: CCDF with each consistency
-        b.consistency = other
-        curves.update(b.sweep(grid, sweep_steps, label=other))
-    b.consistency = consistency
+    curves = {}
+    for c in conses:  # one sweep per consistency; the other rows use the first
+        b.consistency = c
+        curves.update(b.sweep(grid or ((0.05, 0.1, 0.2, 0.5, 1.0) if quick else T0_GRID),
+                              sweep_steps or ((100,) if quick else (100, 1000))))
+    b.consistency = conses[0]
     auto = b.auto()
     b.posterior_mean(auto)
     if task["task"] == "sr":
@@ -523,7 +533,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
            "command": command, "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
-           "consistency": consistency, **({"multicoil": s.extras["multicoil"]} if multi else {})}
+           "consistency": conses, **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

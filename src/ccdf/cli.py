@@ -340,8 +340,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .solve_cli import add_consistency_arg
-
     p = _Parser(prog="ccdf", description=__doc__ + "  " + MODELS_SEEN + ".")
     p.add_argument("--version", action="version", version=f"ccdf {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -412,12 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
     be.add_argument("--sigma-y", type=float, default=0.0,
                     help="measurement noise std ([0, 1] scale), added to y and given to all")
-    add_consistency_arg(be)
+    be.add_argument("--consistency", default=None,
+                    help="comma list of projection, gradient, prox, cg: the CCDF rows' data "
+                    "consistency (the first) and one t0 sweep each (default: the task's, prox "
+                    "for deblur, projection otherwise; with --coils projection,gradient,cg)")
     be.add_argument("--coils", type=int, default=None,
                     help="MRI: simulated multi-coil k-space with this many birdcage coils, "
-                    "ESPIRiT maps, CG-SENSE start, zero-filled RSS and compressed-sensing rows, "
-                    "a t0 sweep per consistency; --input an MRI set (default: "
-                    "mri:heldout256-complex for a prior of any size)")
+                    "ESPIRiT maps, CG-SENSE start, zero-filled RSS and compressed-sensing rows; "
+                    "--input heldout (default), val, ood or a data spec")
     be.add_argument("--seed", type=int, default=0, help="seed of every run")
     _add_threads(be)
     _add_model_args(be)
