@@ -295,7 +295,7 @@ class Reader:
         if not np.issubdtype(a.dtype, np.number) and a.dtype != np.bool_:
             raise io.InputError(f"{path.name}: expected a numeric array, got {a.dtype}")
         if np.iscomplexobj(a):
-            return self._kspace(path, a[None] if a.ndim == 2 else a, None, single=a.ndim == 2)
+            return self._kspace(path, a[None] if a.ndim == 2 else a, single=a.ndim == 2)
         if a.ndim not in (2, 3):
             raise io.InputError(f"{path.name}: expected a 2-D image or a 3-D stack (S, H, W), "
                                 f"got shape {a.shape}")
@@ -359,11 +359,11 @@ class Reader:
 
         return read_source(self, path)
 
-    def _kspace(self, path: Path, k: np.ndarray, file_mask, single: bool) -> Source:
-        """Items for k-space k (S, H, W) complex in the fastMRI layout (see ``kspace_to_ours``).
+    def _kspace(self, path: Path, k: np.ndarray, single: bool) -> Source:
+        """Items for a complex .npy k-space k (S, H, W) in the fastMRI layout (see
+        ``kspace_to_ours``; .h5 files go through ``solve.fastmri``).
 
-        The mask: the file's ``mask`` dataset ((W,) columns or (H, W), centred like the
-        k-space); else, when the k-space is fully sampled, the ``--pattern`` mask
+        The mask: when the k-space is fully sampled, the ``--pattern`` mask
         (retrospective undersampling: the fully sampled image is then the ground truth and
         PSNR/SSIM are reported); else the entries that are non-zero in some slice.
         The image is real (the operator uses k-space's Hermitian symmetry) when the measured
@@ -389,16 +389,7 @@ class Reader:
         _finite(k, name)
         k_u = kspace_to_ours(k.astype(np.complex128))
         full = bool((np.abs(k_u).max(0) > 0).all())
-        if file_mask is not None:
-            m = np.asarray(file_mask)
-            if m.shape == (w,):
-                m = np.broadcast_to(m[None, :], (h, w))
-            if m.shape != (h, w):
-                raise io.InputError(f"{name}: mask dataset is {m.shape}, expected ({w},) or "
-                                    f"({h}, {w})")
-            mask = np.fft.ifftshift(np.asarray(m) != 0)
-            origin = "file"
-        elif full:
+        if full:
             mask = make_operator("mri", (1, h, w), **{k_: v for k_, v in self.cfg.task.items()
                                                        if k_ != "task"}).mask.numpy()
             origin = "pattern (retrospective)"
