@@ -21,7 +21,7 @@ demo: install
 # Only needed to retrain the embedded models (Debian data packages + the nilearn wheel).
 train-data: install
 	apt-get install -y dataset-fashion-mnist mricron-data
-	$(BIN)/pip install -q -c constraints.txt nilearn
+	$(BIN)/pip install -q -c constraints.txt -e '.[train]'
 
 clean:
 	rm -rf $(VENV) out
