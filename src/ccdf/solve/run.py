@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import io
-from ..assets import parse_t0
+from ..assets import TASK_DEFAULTS, parse_t0
 from . import manifest
 from .batch import solve_batch
 from .config import DeviceModel, SolveConfig, check_config, resolve_init, resolve_model, settings
@@ -306,7 +306,7 @@ def _task(cfg: SolveConfig) -> dict:
         if cfg.input_kind == "measurement":
             raise ValueError("--input-kind measurement for inpainting needs --mask (the holes: "
                              "box, random:FRACTION or a mask file)")
-        task["mask"] = "box"
+        task["mask"] = TASK_DEFAULTS["inpaint"]["mask"]
     return task
 
 
