@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..assets import asset_path, default_prior, default_restorer, has_asset, parse_t0
+from ..assets import TASKS, asset_path, default_prior, default_restorer, has_asset, parse_t0
 
 INPUT_KINDS = ("clean", "measurement")
 #: --batch-size bound: each item of a batch is a thread holding its own tensors
@@ -77,7 +77,7 @@ def check_config(cfg: SolveConfig) -> None:
     """Validate the scalar options (one clear ValueError each)."""
     from ..samplers import SAMPLERS
 
-    if cfg.task.get("task") not in ("sr", "inpaint", "mri", "deblur"):
+    if cfg.task.get("task") not in TASKS:
         raise ValueError("--task is required (sr, inpaint, mri or deblur)")
     from ..consistency import CONSISTENCY
 
