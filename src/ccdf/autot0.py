@@ -37,6 +37,7 @@ import torch
 
 from . import init as _init
 from . import io, metrics
+from .assets import task_key
 from .models.denoiser import from_model
 from .samplers import solve
 from .schedules import n_prime
@@ -120,20 +121,6 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
 
 
 # ----------------------------------------------------------------------------- calibration
-TASK_DEFAULTS = {"sr": {"factor": 4, "kernel": "avg"}, "inpaint": {"mask": "box"},
-                 "mri": {"pattern": "uniform1d", "accel": 4},
-                 "deblur": {"kernel": "gaussian", "kernel_sigma": 2.0}}  # as in make_operator
-
-
-def task_key(task: dict) -> str:
-    """'sr factor=4 kernel=avg', 'mri accel=4.0 pattern=uniform1d', ...: the task with its
-    operator's defaults filled in; the mask seed is left out (k belongs to the pattern)."""
-    full = {**TASK_DEFAULTS.get(task["task"], {}), **task}
-    rest = [f"{k}={float(v) if k == 'accel' else v}" for k, v in sorted(full.items())
-            if k not in ("task", "seed") and v is not None]
-    return " ".join([task["task"], *rest])
-
-
 def start_key(restorer=None) -> str:
     """'classic', or 'net:<folder name>' for a restoration network loaded from a folder."""
     if restorer is None:

@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import autot0, classical, datasets, init, metrics, theory
+from . import assets, autot0, classical, datasets, init, metrics, theory
 from .consistency import randn_like
 from .models import load_model
 from .models.denoiser import data_scale, to_model
@@ -53,7 +53,6 @@ from .reconstruct import reconstruct
 from .schedules import n_prime
 
 T0_GRID = (0.05, 0.1, 0.2, 0.5, 0.75, 1.0)
-ASSET_MODELS = datasets.ASSETS / "models"
 
 
 @dataclass
@@ -76,21 +75,14 @@ class Setup:
 
 
 def _asset(name: str) -> Path | None:
-    p = ASSET_MODELS / name
-    return p if (p / "config.json").exists() else None
+    return assets.asset_path(name) if assets.has_asset(name) else None
 
 
 def default_restorer(task: dict) -> Path | None:
     """The embedded restorer for the embedded tasks (SR x4 average pooling; MRI: the unrolled
     start for any Cartesian mask; Gaussian deblurring with sigma 2)."""
-    if task["task"] == "sr" and task.get("factor") == 4 and task.get("kernel", "avg") == "avg":
-        return _asset("restorer-sr4")
-    if task["task"] == "mri":
-        return _asset("restorer-mri")
-    if task["task"] == "deblur" and task.get("kernel") == "gaussian" and \
-            task.get("kernel_sigma") == 2.0 and task.get("kernel_size") is None:
-        return _asset("restorer-deblur")
-    return None
+    name = assets.default_restorer(task)
+    return _asset(name) if name else None
 
 
 def make_setup(task: dict, model: str = "default", data: str | None = None,
@@ -106,8 +98,7 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     from .models.restorer import load_restorer
 
     kind = task["task"]
-    mpath = (ASSET_MODELS / ("default-mri" if kind == "mri" else "default-image")
-             if model == "default" else Path(model))
+    mpath = assets.asset_path(assets.default_prior(kind)) if model == "default" else Path(model)
     m = None if model == "none" else load_model(mpath, config=tuple(model_config))
     if m is not None:
         m.class_label = check_class_label(m, class_label, str(mpath))
@@ -147,7 +138,7 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
         s.starts["net"], s.restorer_meta = init.feed_forward(net, op, y, sigma_y), net.meta
         s.start_keys["net"] = autot0.start_key(net)
     if extras and kind == "sr" and model == "default" and m.channels == 1 and m.image_size == 32:
-        for key, name in (("sr3", "sr3-sr4"), ("esrgan", "esrgan-sr4")):
+        for key, name in (("sr3", assets.SR3_SR4), ("esrgan", assets.ESRGAN_SR4)):
             if task.get("factor") == 4 and task.get("kernel", "avg") == "avg" and _asset(name):
                 s.extras[key] = (load_model if key == "sr3" else load_restorer)(_asset(name))
         from . import fid

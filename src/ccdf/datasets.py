@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import io
+from .assets import ASSETS, MRI_DIR, SAMPLES
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNI_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -40,10 +41,6 @@ HELDOUT_Z = range(86, 102)  # 16 axial slices through the ventricles
 MARGIN = 3
 
 
-ASSETS = Path(__file__).parent / "assets"
-SAMPLES = {"fashion-mnist": "data/fashion_mnist_test48.npy", "mni152": "data/mni152_heldout16.npy"}
-
-
 def sample(name: str) -> Tensor:
     """The committed evaluation sample of a built-in data set, (N, 1, H, W) in [0, 1]."""
     a = io.read_npy(ASSETS / SAMPLES[name])
@@ -51,7 +48,6 @@ def sample(name: str) -> Tensor:
     return x[:, None]
 
 
-MRI_DIR = ASSETS / "data" / "mri"
 MRI_SETS = ("heldout256", "val64", "val128", "val256", "ood64", "ood128", "ood256")
 
 

@@ -14,26 +14,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import bench, bench_report, datasets, io
+from .assets import DEFAULT_IMAGE, DEFAULT_MRI, RESTORER_MRI, RESTORER_SR4, asset_path
 
 TASKS = {
-    "sr4": {"title": "Super-resolution x4 (average pooling)", "model": "default-image",
+    "sr4": {"title": "Super-resolution x4 (average pooling)", "model": DEFAULT_IMAGE,
             "data": "fashion-mnist", "task": "sr", "params": {"factor": 4},
-            "restorer": "restorer-sr4"},
-    "inpaint-box": {"title": "Inpainting, centred box", "model": "default-image",
+            "restorer": RESTORER_SR4},
+    "inpaint-box": {"title": "Inpainting, centred box", "model": DEFAULT_IMAGE,
                     "data": "fashion-mnist", "task": "inpaint", "params": {"mask": "box"},
                     "restorer": None},
     "mri4": {"title": "MRI x4, uniform 1D, real magnitude (64x64 held-out slices)",
-             "model": "default-mri", "data": "mni152", "task": "mri",
-             "params": {"pattern": "uniform1d", "accel": 4}, "restorer": "restorer-mri"},
+             "model": DEFAULT_MRI, "data": "mni152", "task": "mri",
+             "params": {"pattern": "uniform1d", "accel": 4}, "restorer": RESTORER_MRI},
     "mri4-8coils": {"title": "MRI x4, uniform 1D, 8 coils (ESPIRiT maps, complex)",
-                    "model": "default-mri", "data": "heldout", "task": "mri",
+                    "model": DEFAULT_MRI, "data": "heldout", "task": "mri",
                     "params": {"pattern": "uniform1d", "accel": 4, "coils": 8},
                     "restorer": None},
 }
 
 
 def _asset(name: str) -> Path:
-    return datasets.ASSETS / "models" / name
+    return asset_path(name)
 
 
 def _multicoil_data(model: Path) -> str:

@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .assets import FASHION_CLASSIFIER, asset_path
+
 FORMAT = "ccdf-classifier"
-DEFAULT = Path(__file__).parent / "assets" / "models" / "fashion-classifier"
+DEFAULT = asset_path(FASHION_CLASSIFIER)
 
 
 class FashionClassifier(nn.Module):

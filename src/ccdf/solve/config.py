@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..assets import TASKS, asset_path, default_prior, default_restorer, has_asset, parse_t0
+
 INPUT_KINDS = ("clean", "measurement")
 #: --batch-size bound: each item of a batch is a thread holding its own tensors
 MAX_BATCH = 256
@@ -75,20 +77,14 @@ def check_config(cfg: SolveConfig) -> None:
     """Validate the scalar options (one clear ValueError each)."""
     from ..samplers import SAMPLERS
 
-    if cfg.task.get("task") not in ("sr", "inpaint", "mri", "deblur"):
+    if cfg.task.get("task") not in TASKS:
         raise ValueError("--task is required (sr, inpaint, mri or deblur)")
     from ..consistency import CONSISTENCY
 
     if cfg.consistency is not None and cfg.consistency not in CONSISTENCY:
         raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
                          f"{', '.join(CONSISTENCY)}")
-    if cfg.t0 != "auto":
-        try:
-            t0 = float(cfg.t0)
-        except (TypeError, ValueError):
-            raise ValueError(f"t0 must be a number in (0, 1] or 'auto', got {cfg.t0!r}") from None
-        if not (math.isfinite(t0) and 0 < t0 <= 1):
-            raise ValueError(f"t0 must be in (0, 1], got {cfg.t0}")
+    parse_t0(cfg.t0)
     if int(cfg.steps) < 1:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.samples < 1:
@@ -123,7 +119,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
     return {"input": str(Path(cfg.input).resolve()), "task": task,
             "model": path_or(cfg.model, ("default",)),
             "init": path_or(cfg.init, ("classic", "net")),
-            "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
+            "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             **({"consistency": cfg.consistency} if cfg.consistency else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
@@ -173,13 +169,12 @@ def resolve_model(spec: str, task: str, config=(), class_label: str | None = Non
     """(model, name): the embedded prior for the task ('default') or a model path; a
     class-conditional model gets its --class-label (a labels file: per input, see
     ``read_class_labels``; the model's own default stays unset)."""
-    from ..datasets import ASSETS
     from ..models import load_model
 
     if spec == "default":
-        name = "default-mri" if task == "mri" else "default-image"
-        path = ASSETS / "models" / name
-        if not (path / "config.json").exists():
+        name = default_prior(task)
+        path = asset_path(name)
+        if not has_asset(name):
             raise FileNotFoundError(f"the embedded model {name} is not in this build yet; "
                                     "pass --model PATH")
     else:
@@ -207,25 +202,20 @@ def resolve_model(spec: str, task: str, config=(), class_label: str | None = Non
 
 def resolve_init(spec: str, task: dict, image_size: int):
     """None for the classic estimate, else a Restorer whose task matches ``task``."""
-    from ..datasets import ASSETS
     from ..models.restorer import load_restorer
 
     if spec == "classic":
         return None
     if spec == "net":
-        key = (task["task"], task.get("factor") if task["task"] == "sr" else
-               (task.get("kernel"), task.get("kernel_sigma"), task.get("kernel_size")))
-        name = "restorer-mri" if task["task"] == "mri" else {
-            ("sr", 4): "restorer-sr4",
-            ("deblur", ("gaussian", 2.0, None)): "restorer-deblur"}.get(key)
+        name = default_restorer(task)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
                              "sr x4, mri (any mask) and Gaussian deblur sigma 2); use "
                              "--init classic or --init PATH")
-        if not (ASSETS / "models" / name / "config.json").exists():
+        if not has_asset(name):
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
                                     "build yet; use --init classic or --init PATH")
-        spec = str(ASSETS / "models" / name)
+        spec = str(asset_path(name))
     try:
         net = load_restorer(spec)
     except (ValueError, OSError, RuntimeError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import io
+from ..assets import TASK_DEFAULTS, parse_t0
 from . import manifest
 from .batch import solve_batch
 from .config import DeviceModel, SolveConfig, check_config, resolve_init, resolve_model, settings
@@ -169,7 +170,7 @@ class _Work:
                     calibration=self.calibration)
                 it.t0, it.reason = float(t0), str(reason)
             else:
-                it.t0 = float(self.cfg.t0)
+                it.t0 = parse_t0(self.cfg.t0, auto=False)
         return src
 
     def run(self, paths: list, first: Source | None, part: Path, progress: bool) -> dict:
@@ -305,7 +306,7 @@ def _task(cfg: SolveConfig) -> dict:
         if cfg.input_kind == "measurement":
             raise ValueError("--input-kind measurement for inpainting needs --mask (the holes: "
                              "box, random:FRACTION or a mask file)")
-        task["mask"] = "box"
+        task["mask"] = TASK_DEFAULTS["inpaint"]["mask"]
     return task
 
 
@@ -315,7 +316,7 @@ def _report(cfg: SolveConfig, task: dict, model_name: str, ood=None) -> dict:
     check = {} if ood is None else {"ood": {
         "trained_on": ood.trained_on, "reference": ood.source, "reference_q95": ood.q95,
         "t_ref": ood.t, "factor": ood.factor}}
-    return {**check, "t0": "auto" if cfg.t0 == "auto" else float(cfg.t0), "steps": int(cfg.steps),
+    return {**check, "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
             "consistency": cfg.consistency,

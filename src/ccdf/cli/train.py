@@ -1,14 +1,16 @@
 """The training commands: ``ccdf train`` (a diffusion prior), ``ccdf train-restorer`` (the
 feed-forward start), and the models of the super-resolution comparison (the seed's Table 2)
-and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-classifier``."""
+and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-classifier``.
+
+Library modules are imported inside the commands: ``set_threads`` runs before torch is."""
 
 from __future__ import annotations
 
-from .cli import CLIError, _add_task_args, _add_threads, _floats, _task, _task_params
+from .args import CLIError, add_task_args, add_threads, int_list, task_of
 
 
 def _config(a, **kw):
-    from .models.train import TrainConfig
+    from ..models.train import TrainConfig
 
     return TrainConfig(
         data=a.data, image_size=a.image_size, channels=getattr(a, "channels", 1),
@@ -19,15 +21,15 @@ def _config(a, **kw):
 
 
 def cmd_train(a) -> int:
-    from . import datasets
-    from .models.train import train
+    from .. import datasets
+    from ..models.train import train
 
     cfg = _config(a, schedule=a.schedule, sigma_max=a.sigma_max, attention=a.attention,
                   patch=a.patch, complex=a.complex, init_from=a.init_from or "")
     if a.complex and not a.patch:
         raise CLIError("--complex trains on patches: give --patch P (e.g. 64)")
     if a.patch:
-        from .patches import PatchSampler
+        from ..patches import PatchSampler
 
         if a.channels != (2 if a.complex else 1) and not a.complex:
             raise CLIError("patch training without --complex is not supported; add --complex")
@@ -45,21 +47,21 @@ def cmd_train(a) -> int:
 
 
 def cmd_train_restorer(a) -> int:
-    from . import datasets
-    from .models.restorer import train_restorer
+    from .. import datasets
+    from ..models.restorer import train_restorer
 
-    task = _task(a)
+    task = task_of(a)
     cfg = _config(a)
     if a.any_mask:
-        from .models.mri_restorer import train_mri_restorer
-        from .patches import PatchSampler
+        from ..models.mri_restorer import train_mri_restorer
+        from ..patches import PatchSampler
 
-        if task["task"] != "mri":
+        if task.name != "mri":
             raise CLIError("--any-mask trains the unrolled MRI start: --task mri")
         if a.sigma_y:
             raise CLIError("--sigma-y is not supported with --any-mask")
         cfg.channels = 2
-        sizes = tuple(int(v) for v in a.sizes.split(","))
+        sizes = a.sizes
         out = train_mri_restorer(cfg, PatchSampler(datasets.native_set(a.data), patch=max(sizes)),
                                  a.out, sizes=sizes, iters=a.iters, resume=not a.restart,
                                  progress=not a.no_progress)
@@ -67,7 +69,7 @@ def cmd_train_restorer(a) -> int:
         return 0
     data = datasets.load(a.data, size=a.image_size, channels=a.channels)
     held = datasets.load(a.heldout, size=a.image_size, channels=a.channels) if a.heldout else None
-    out = train_restorer(cfg, task, data, a.out, held, resume=not a.restart,
+    out = train_restorer(cfg, task.as_dict(), data, a.out, held, resume=not a.restart,
                          progress=not a.no_progress, sigma_y=a.sigma_y)
     print(f"restoration network written to {out}")
     return 0
@@ -77,12 +79,12 @@ def _sr_task(a) -> dict:
     if a.task not in (None, "sr"):
         raise CLIError("this model is for super-resolution: --task sr")
     a.task = "sr"
-    return {"task": "sr", **_task_params(a)}
+    return task_of(a).as_dict()
 
 
 def cmd_train_sr3(a) -> int:
-    from . import datasets
-    from .models.sr3 import train_sr3
+    from .. import datasets
+    from ..models.sr3 import train_sr3
 
     task = _sr_task(a)
     cfg = _config(a)
@@ -93,8 +95,8 @@ def cmd_train_sr3(a) -> int:
 
 
 def cmd_train_esrgan(a) -> int:
-    from . import datasets
-    from .models.esrgan import train_esrgan
+    from .. import datasets
+    from ..models.esrgan import train_esrgan
 
     cfg = _config(a)
     data = datasets.load(a.data, size=a.image_size)
@@ -106,8 +108,8 @@ def cmd_train_esrgan(a) -> int:
 
 
 def cmd_train_classifier(a) -> int:
-    from . import datasets
-    from .fid import train_classifier
+    from .. import datasets
+    from ..fid import train_classifier
 
     cfg = _config(a)
     x, lab = datasets.fashion_mnist("train"), datasets.fashion_mnist_labels("train")
@@ -121,7 +123,7 @@ def cmd_train_classifier(a) -> int:
 def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: int = 32) -> None:
     p.add_argument("--out", required=True, help="output folder (model + checkpoint + log)")
     p.add_argument("--image-size", type=int, default=32, help="training image size (square)")
-    p.add_argument("--channels-mult", type=_floats, default=widths, help="UNet block widths")
+    p.add_argument("--channels-mult", type=int_list, default=widths, help="UNet block widths")
     p.add_argument("--batch-size", type=int, default=batch, help="images per training step")
     p.add_argument("--lr", type=float, default=lr, help="AdamW learning rate")
     p.add_argument("--steps", type=int, default=steps, help="training steps")
@@ -130,12 +132,12 @@ def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: in
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batches")
     p.add_argument("--checkpoint-every", type=int, default=250,
                    help="steps between checkpoints (a rerun resumes from the last one)")
-    _add_threads(p)
+    add_threads(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_train_parsers(sub) -> None:
+def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a diffusion prior (DDPM eps-loss or VE score matching)")
     t.add_argument("--data", required=True,
                    help="fashion-mnist[:train], mni152[:train], brains, or a folder/.nii/.npy/.h5")
@@ -164,19 +166,20 @@ def add_train_parsers(sub) -> None:
     r.add_argument("--any-mask", action="store_true",
                    help="MRI: the unrolled complex start for any Cartesian mask and size, trained "
                         "on native-resolution crops (data: brains-native or NIfTI) with random masks")
-    r.add_argument("--sizes", default="64,96,128", help="--any-mask: crop sizes, one per batch")
+    r.add_argument("--sizes", type=int_list, default="64,96,128",
+                   help="--any-mask: crop sizes, one per batch")
     r.add_argument("--iters", type=int, default=3, help="--any-mask: unrolled iterations")
     r.add_argument("--sigma-y", type=float, default=0.0,
                    help="measurement noise std ([0, 1] scale) added to the training measurements")
     _common(r, 5e-4, 3000, 0.995)
-    _add_task_args(r, required=True)
+    add_task_args(r, required=True)
     r.set_defaults(func=cmd_train_restorer)
 
     s = sub.add_parser("train-sr3", help="train an SR3-style conditional diffusion model "
                        "(the SR baseline of the talk's Table 2)")
     s.add_argument("--data", required=True, help="fashion-mnist[:train] or a folder/.npy")
     _common(s, 3e-4, 10000, 0.999)
-    _add_task_args(s)
+    add_task_args(s)
     s.set_defaults(func=cmd_train_sr3)
 
     e = sub.add_parser("train-esrgan", help="fine-tune an L1 restorer adversarially "

@@ -1,5 +1,7 @@
 """``ccdf solve``: the argparse part.  The work is ``ccdf.solve.solve`` (see the package
-docstring for inputs, per-item seeds, batching, the manifest, resuming and torchrun)."""
+docstring for inputs, per-item seeds, batching, the manifest, resuming and torchrun).
+
+Library modules are imported inside the command: ``set_threads`` runs before torch is."""
 
 from __future__ import annotations
 
@@ -7,17 +9,19 @@ import json
 import sys
 from pathlib import Path
 
+from ..assets import DEFAULT_IMAGE, DEFAULT_MRI, T0, parse_t0
+from .args import (MASK_HELP, MODELS_SEEN, add_consistency_arg, add_model_args, add_task_args,
+                   add_threads, task_of)
+
 
 def run(a) -> int:
     """Exit codes: 0 all inputs solved, 1 some inputs failed (listed in the manifest), 2 bad
     settings or input, or outputs that cannot be written."""
-    from . import io, solve
-    from .cli import _task
+    from .. import io, solve
 
-    task = _task(a)
     cfg = solve.SolveConfig(
-        task=task, input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
-        model=a.model, init=a.init, t0=a.t0, steps=a.steps, sampler=a.sampler,
+        task=task_of(a).as_dict(), input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
+        model=a.model, init=a.init, t0=parse_t0(a.t0), steps=a.steps, sampler=a.sampler,
         samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
@@ -45,20 +49,7 @@ def run(a) -> int:
     return code
 
 
-CONSISTENCY_HELP = ("data consistency: projection (POCS / k-space replacement), gradient (a "
-                    "gradient step), prox (the proximal step, for deblurring), cg (DDS: conjugate "
-                    "gradients on the denoised estimate; the fast choice for multi-coil MRI); "
-                    "default: the task's, prox for deblur, projection otherwise")
-
-
-def add_consistency_arg(p) -> None:
-    p.add_argument("--consistency", choices=["projection", "gradient", "prox", "cg"],
-                   default=None, help=CONSISTENCY_HELP)
-
-
-def add_solve_parser(sub) -> None:
-    from .cli import MASK_HELP, MODELS_SEEN, _add_task_args, _add_threads
-
+def add_parser(sub) -> None:
     s = sub.add_parser(
         "solve", help="reconstruct images (or MRI k-space) with CCDF",
         description="Reconstruct a file or a folder with CCDF.  Inputs: PNG/JPEG/TIFF (8- or "
@@ -73,7 +64,7 @@ def add_solve_parser(sub) -> None:
     s.add_argument("--input", required=True,
                    help="a file or a folder of .png/.jpg/.tif/.npy/.nii[.gz]/.h5 inputs")
     s.add_argument("--out", required=True, help="output folder")
-    _add_task_args(s, required=True)
+    add_task_args(s, required=True)
     s.set_defaults(mask=None)  # inpainting: box for clean inputs; measurements must say
     s.add_argument("--input-kind", choices=["clean", "measurement"], default=None,
                    help="clean (default): the input is the ground truth and the measurement is "
@@ -84,12 +75,11 @@ def add_solve_parser(sub) -> None:
                    "simulated measurements; passed to the solver)")
     add_consistency_arg(s)
     s.add_argument("--model", default="default",
-                   help="default (default-mri for mri, default-image otherwise) or a model PATH")
-    from .cli import _add_model_args
-
-    _add_model_args(s, labels_file=True)
+                   help=f"default ({DEFAULT_MRI} for mri, {DEFAULT_IMAGE} otherwise) or a model "
+                   "PATH")
+    add_model_args(s, labels_file=True)
     s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer")
-    s.add_argument("--t0", default="0.2", help="FLOAT in (0, 1] or auto")
+    s.add_argument("--t0", default=str(T0), help="FLOAT in (0, 1] or auto")
     s.add_argument("--steps", type=int, default=100, help="N of the full schedule")
     s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"],
                    help="reverse step: DDPM ancestral (posterior variance), DDIM "
@@ -122,7 +112,7 @@ def add_solve_parser(sub) -> None:
                    help="torch.compile the network (pays off on a GPU for large runs)")
     s.add_argument("--half", action="store_true",
                    help="run the network under autocast: bf16 (fp16 on GPUs without bf16)")
-    _add_threads(s)
+    add_threads(s)
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none without a terminal anyway)")
