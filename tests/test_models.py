@@ -8,7 +8,8 @@ import torch
 
 from ccdf.models.denoiser import GaussianDenoiser, convert
 from ccdf.models.train import TrainConfig, train
-from ccdf.models.unet import UNetDenoiser, build_unet, load_model, save_model
+from ccdf.models.formats import load_model, save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VESchedule, VPSchedule
 
 

@@ -221,7 +221,7 @@ def _open_model(a, path, need_label: bool = True):
 
 def cmd_inspect(a) -> int:
     """What ccdf loaded from a model path, and what it assumed (``models.describe``)."""
-    from .models.unet import describe
+    from .models.formats import describe
 
     d = describe(_open_model(a, a.model, need_label=False))
     if a.json:
