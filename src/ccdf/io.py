@@ -101,6 +101,15 @@ def atomic_write(path, mode: str = "wb"):
         yield f
 
 
+@contextlib.contextmanager
+def atomic_path(path):
+    """``atomic_write`` for writers that take a file name (h5py, safetensors): the name of a
+    temporary beside ``path``, renamed onto ``path`` only on success."""
+    with _temporary(Path(path)) as (fd, tmp):
+        os.close(fd)
+        yield tmp
+
+
 def write_text(path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
@@ -198,8 +207,8 @@ def read_weights(path) -> dict:
 def write_weights(path, state_dict: dict) -> None:
     """{name: tensor} as a safetensors file (contiguous CPU copies), atomically."""
     sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_write(path) as f:
-        f.write(safetensors.torch.save(sd))
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(sd, tmp)
 
 
 def write_model_folder(folder, state_dict: dict, config: dict) -> Path:
@@ -531,13 +540,11 @@ def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
     """An HDF5 file with ``datasets`` and root ``attrs``, written atomically (the usual mode)."""
     import h5py
 
-    with _temporary(Path(path)) as (fd, tmp):
-        os.close(fd)
-        with h5py.File(tmp, "w") as f:
-            for k, v in datasets.items():
-                f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in datasets.items():
+            f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
 
 
 def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:
