@@ -33,7 +33,8 @@ def main() -> None:
     import torch
 
     from ccdf import io
-    from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+    from ccdf.models.formats import save_model
+    from ccdf.models.unet import UNetDenoiser, build_unet
     from ccdf.schedules import VPSchedule
 
     with tempfile.TemporaryDirectory() as tmp:

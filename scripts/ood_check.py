@@ -22,7 +22,7 @@ from PIL import Image
 
 from ccdf import datasets, init, metrics, ood
 from ccdf.models import load_model
-from ccdf.models.restorer import load_restorer
+from ccdf.models.formats import load_restorer
 from ccdf.operators import make_operator
 from ccdf.reconstruct import reconstruct
 

@@ -83,7 +83,7 @@ else:
     size_note = ""
 
 if cfg.get("kind") == "mri-unrolled":
-    from ccdf.models.restorer import load_restorer
+    from ccdf.models.formats import load_restorer
     from ccdf.operators import make_operator
 
     net = load_restorer(dst)
@@ -134,7 +134,8 @@ measurement supplies the global structure.
 elif cfg["format"] == "ccdf-classifier":
     body = f"\nTest accuracy on the 10,000 Fashion-MNIST test images: {cfg['test_accuracy']:.4f}.\n"
 elif cfg["format"] == "ccdf-restorer":
-    from ccdf.models.restorer import evaluate_restorer, load_restorer, simulate
+    from ccdf.models.formats import load_restorer
+    from ccdf.models.restorer import evaluate_restorer, simulate
 
     net = load_restorer(dst)
     x = sample_of(net.task)

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ccdf.models.adm import EpsOnly, adm_alphas_cumprod, infer_adm, load_adm_checkpoint
-from ccdf.models.unet import UNetDenoiser, load_model, save_model
+from ccdf.models.formats import load_model, save_model
+from ccdf.models.unet import UNetDenoiser
 
 TINY = dict(image_size=32, num_channels=32, channel_mult=(1, 2), num_res_blocks=1,
             attention_resolutions="16", num_head_channels=16, num_heads=4, resblock_updown=True,

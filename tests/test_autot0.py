@@ -83,7 +83,8 @@ def test_task_and_start_keys():
 
 @pytest.fixture
 def tiny_prior(tmp_path):
-    from ccdf.models.unet import UNetDenoiser, build_unet, load_model, save_model
+    from ccdf.models.formats import load_model, save_model
+    from ccdf.models.unet import UNetDenoiser, build_unet
 
     torch.manual_seed(0)
     save_model(UNetDenoiser(build_unet(16, 1, (8, 16)), VPSchedule()), tmp_path / "prior")

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from ccdf import cli
-from ccdf.models.restorer import new_restorer, save_restorer
+from ccdf.models.formats import save_model, save_restorer
+from ccdf.models.restorer import new_restorer
 from ccdf.models.train import TrainConfig
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VPSchedule
 
 ROW_KEYS = {"method", "start", "nfe", "t0", "steps", "psnr", "ssim", "seconds_per_image",

@@ -174,7 +174,8 @@ def test_solve_deblur_end_to_end(tmp_path, capsys):
     """``ccdf solve --task deblur`` on a tiny random prior: outputs, NFE, the settings (the
     kernel and the consistency step are part of them)."""
     from ccdf import io
-    from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+    from ccdf.models.formats import save_model
+    from ccdf.models.unet import UNetDenoiser, build_unet
     from ccdf.schedules import VPSchedule
 
     torch.manual_seed(0)

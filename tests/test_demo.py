@@ -5,7 +5,8 @@ import json
 import torch
 
 from ccdf import demo
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.formats import save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VPSchedule
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ccdf.models.denoiser import to_model
-from ccdf.models.unet import load_model
+from ccdf.models.formats import load_model
 from ccdf.reconstruct import reconstruct
 from ccdf.samplers import solve
 

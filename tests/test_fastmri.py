@@ -21,7 +21,8 @@ import torch
 
 from ccdf import cli, io, simulate
 from ccdf.metrics import center_crop, fastmri_volume
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.formats import save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.operators.coils import coil_images, rss
 from ccdf.schedules import VPSchedule
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from ccdf.models.denoiser import GaussianDenoiser, convert
+from ccdf.models.formats import family, load_model, save_model, save_restorer
+from ccdf.models.restorer import new_restorer
 from ccdf.models.train import TrainConfig, train
-from ccdf.models.unet import UNetDenoiser, build_unet, load_model, save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VESchedule, VPSchedule
 
 
@@ -167,3 +169,26 @@ def test_load_errors(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"\0")
     with pytest.raises(ValueError, match="unrecognised"):
         load_model(tmp_path / "x.npy")
+
+
+def test_family_and_atomic_folders(tmp_path):
+    """Each family is told apart; a restoration network is not taken for a prior; model
+    folders and checkpoints leave no temporary behind."""
+    model = UNetDenoiser(_tiny_unet(), VPSchedule()).eval()
+    save_model(model, tmp_path / "m")
+    assert family(tmp_path / "m") == "ccdf"
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json",
+                                                                   "model.safetensors"]
+    cfg = TrainConfig(image_size=16, channels=1, block_out_channels=(8, 16))
+    save_restorer(new_restorer(cfg, {"task": "sr", "factor": 2}), tmp_path / "r")
+    assert family(tmp_path / "r") == "ccdf-restorer"
+    with pytest.raises(ValueError, match="not a diffusion prior"):
+        load_model(tmp_path / "r")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "adm.pt")
+    assert family(tmp_path / "adm.pt") == "adm"
+    torch.save({"model": {"w": torch.zeros(2)}, "step": 1}, tmp_path / "sde.pth")
+    assert family(tmp_path / "sde.pth") == "score_sde"
+    train(TrainConfig(steps=2, checkpoint_every=1, batch_size=2, data="random", **{
+        k: getattr(cfg, k) for k in ("image_size", "channels", "block_out_channels")}),
+        torch.rand(4, 1, 16, 16), tmp_path / "t", progress=False)
+    assert not [p.name for p in (tmp_path / "t").iterdir() if p.name.endswith(".tmp")]

@@ -12,10 +12,10 @@ import torch
 from ccdf import datasets, init
 from ccdf.consistency import Chain, Projection, RealImage
 from ccdf.models.denoiser import evaluate
+from ccdf.models.formats import save_model
 from ccdf.models.mri_restorer import new_mri_restorer, random_masks
 from ccdf.models.restorer import new_restorer
 from ccdf.models.train import TrainConfig, make_model, warm_start
-from ccdf.models.unet import save_model
 from ccdf.operators import MRI, make_operator, uniform1d
 from ccdf.operators.mri import centre_block, centre_phase, fft2c
 from ccdf.patches import PatchSampler

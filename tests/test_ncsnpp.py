@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ccdf.models.formats import load_model
 from ccdf.models.score_sde import read_config_py
-from ccdf.models.unet import load_model
 
 BASE = dict(nf=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
             resamp_with_conv=True, conditional=True, fir=True, fir_kernel=[1, 3, 3, 1],

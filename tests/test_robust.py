@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from ccdf import cli, io
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.formats import save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VPSchedule
 
 ARGS = ["--task", "sr", "--factor", "4", "--t0", "0.3", "--steps", "10", "--no-progress"]

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from ccdf import cli, io
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.formats import save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VPSchedule
 
 N = 12

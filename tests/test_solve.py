@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ccdf import cli, io
-from ccdf.models.unet import UNetDenoiser, build_unet, save_model
+from ccdf.models.formats import save_model
+from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VPSchedule
 
 
@@ -232,7 +233,8 @@ def test_measurement_inputs(setup):
 
 
 def test_restorer_path_init(setup):
-    from ccdf.models.restorer import new_restorer, save_restorer
+    from ccdf.models.formats import save_restorer
+    from ccdf.models.restorer import new_restorer
     from ccdf.models.train import TrainConfig
 
     model, inp, tmp = setup

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 from ccdf import cli, fid, io
 from ccdf.models import load_model
 from ccdf.models.esrgan import Discriminator, ragan_losses, train_esrgan
-from ccdf.models.restorer import new_restorer, save_restorer
+from ccdf.models.formats import save_restorer
+from ccdf.models.restorer import new_restorer
 from ccdf.models.sr3 import Conditioned, condition, train_sr3
 from ccdf.models.train import TrainConfig
 from ccdf.reconstruct import reconstruct

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ccdf import cli, io
-from ccdf.models.restorer import (evaluate_restorer, load_restorer, new_restorer,
-                                  train_restorer)
+from ccdf.models.formats import load_restorer
+from ccdf.models.restorer import evaluate_restorer, new_restorer, train_restorer
 from ccdf.models.train import TrainConfig
 
 

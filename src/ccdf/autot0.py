@@ -29,7 +29,6 @@ plus the measurement residual ||y - A x0_hat||^2 / n and the noise level sigma_y
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -143,7 +142,7 @@ def find_calibration(model, task: dict, start: str) -> dict | None:
     if f is None or not f.exists():
         return None
     try:
-        return json.loads(f.read_text()).get(task_key(task), {}).get(start)
+        return io.read_json(f).get(task_key(task), {}).get(start)
     except (OSError, ValueError):
         return None
 
@@ -184,7 +183,7 @@ def save_calibration(model, task: dict, start: str, entry: dict) -> Path:
     f = calibration_file(model)
     if f is None:
         raise ValueError("this model was not loaded from a folder: nowhere to save autot0.json")
-    data = json.loads(f.read_text()) if f.exists() else {}
+    data = io.read_json(f) if f.exists() else {}
     data.setdefault(task_key(task), {})[start] = entry
     try:
         io.write_json(f, data)

@@ -95,7 +95,7 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
     ``seed``) and the initial estimates (and, with ``extras``, the SR comparison models and
     the FD classifier)."""
     from .models.denoiser import check_class_label
-    from .models.restorer import load_restorer
+    from .models.formats import load_restorer
 
     kind = task["task"]
     mpath = assets.asset_path(assets.default_prior(kind)) if model == "default" else Path(model)

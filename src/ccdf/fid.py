@@ -1,13 +1,15 @@
 """Frechet distances between sets of images, as the seed's Table 2 reports FID.
 
 Two feature extractors:
-* ``FashionClassifier`` (always available, committed as ``assets/models/fashion-classifier``):
-  a small CNN trained here on Fashion-MNIST's labels; its 128-d penultimate features give the
-  **classifier-feature Frechet distance** ("FD-fashion"). It is NOT Inception FID and its
-  numbers are not comparable with published FIDs; it ranks methods on this data.
-* ``--inception PATH``: a local TorchScript Inception-v3 feature network, e.g. the
-  ``inception-2015-12-05.pt`` of StyleGAN2-ADA / clean-fid (the standard FID network; nothing
-  is downloaded).  It is called as ``net(x_uint8_3x299x299, return_features=True)`` -> (B, 2048).
+* ``FashionClassifier`` (``models.classifier``; always available, committed as
+  ``assets/models/fashion-classifier``, read by ``load_classifier``): a small CNN trained here
+  on Fashion-MNIST's labels; its 128-d penultimate features give the **classifier-feature
+  Frechet distance** ("FD-fashion"). It is NOT Inception FID and its numbers are not
+  comparable with published FIDs; it ranks methods on this data.
+* ``InceptionFeatures(PATH)`` (Python only; no command-line flag selects it): a local
+  TorchScript Inception-v3 feature network, e.g. the ``inception-2015-12-05.pt`` of
+  StyleGAN2-ADA / clean-fid (the standard FID network; nothing is downloaded).  It is called
+  as ``net(x_uint8_3x299x299, return_features=True)`` -> (B, 2048).
 
 FD = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64, the trace of the
 matrix square root from the eigenvalues of S_a^(1/2) S_b S_a^(1/2).
@@ -15,7 +17,6 @@ matrix square root from the eigenvalues of S_a^(1/2) S_b S_a^(1/2).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,40 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .assets import FASHION_CLASSIFIER, asset_path
+from .models import formats
+from .models.classifier import FashionClassifier
+from .models.train import fit
 
-FORMAT = "ccdf-classifier"
 DEFAULT = asset_path(FASHION_CLASSIFIER)
-
-
-class FashionClassifier(nn.Module):
-    """(B, 1, 32, 32) in [0, 1] -> logits (B, classes); ``features`` -> (B, 128)."""
-
-    def __init__(self, classes: int = 10, width: int = 32):
-        super().__init__()
-        w = width
-
-        def block(i, o):
-            return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
-
-        self.body = nn.Sequential(*block(1, w), *block(w, w), nn.MaxPool2d(2),
-                                  *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
-                                  *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(4 * w, 128), nn.ReLU())
-        self.head = nn.Linear(128, classes)
-
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(2 * x - 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
 
 
 def train_classifier(cfg, data: Tensor, labels: Tensor, out, test=None, *, resume: bool = True,
                      progress: bool = True) -> Path:
     """Cross-entropy training with the shared loop; ``test`` = (x, labels) for the accuracy."""
-    from .models.train import fit
-    from .models.unet import save_folder
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = FashionClassifier()
@@ -66,13 +43,12 @@ def train_classifier(cfg, data: Tensor, labels: Tensor, out, test=None, *, resum
         return F.cross_entropy(net(x), lab)
 
     def export(ema):
-        meta = {"format": FORMAT, "version": 1, "classes": 10, "trained_on": cfg.data,
-                "train_config": asdict(cfg)}
+        meta = {"trained_on": cfg.data, "train_config": asdict(cfg)}
         if test is not None:
             ema_net = FashionClassifier()
             ema_net.load_state_dict(ema)
             meta["test_accuracy"] = accuracy(ema_net.eval(), *test)
-        save_folder(out, ema, meta)
+        formats.save_classifier(net, out, ema, **meta)
 
     fit(net, loss_fn, data, cfg, out, export, resume=resume, progress=progress, labels=labels)
     return Path(out)
@@ -85,17 +61,8 @@ def accuracy(net: FashionClassifier, x: Tensor, labels: Tensor, batch: int = 500
 
 
 def load_classifier(folder=DEFAULT) -> FashionClassifier:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no feature classifier at {folder} (config.json missing)")
-    cfg = json.loads((folder / "config.json").read_text())
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"{folder} is not a ccdf feature classifier")
-    net = FashionClassifier(cfg.get("classes", 10))
-    net.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return net.eval()
+    """The feature classifier of a folder (default: the committed one)."""
+    return formats.load_classifier(folder)
 
 
 class InceptionFeatures(nn.Module):

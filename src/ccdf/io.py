@@ -1,10 +1,12 @@
-"""All file reading and writing (images, NumPy, NIfTI, fastMRI-style HDF5, IDX, JSON).
+"""All file reading and writing: images, NumPy, NIfTI, fastMRI-style HDF5, IDX, JSON and
+JSON lines, safetensors weights, model folders and torch checkpoints.
 
 Images come back as float32 tensors in [0, 1], shaped (C, H, W), every mode at its full range
 (``read_image``).  Readers accept regular files only (a FIFO would block) and check sizes from
 the header before decoding (``MAX_PIXELS``, ``MAX_ELEMENTS``).  Writers go through
 ``atomic_write`` (a temporary ``.ccdf-XXXXXXXX.tmp`` beside the target, then a rename) so an
-interrupted run never leaves a half-written file.
+interrupted run never leaves a half-written file.  What a model folder's config means (which
+network family) is ``models.formats``' concern; the bytes on disk are this module's.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import contextlib
 import gzip
 import json
 import os
+import pickle
 import stat
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 from torch import Tensor
 
@@ -97,10 +101,157 @@ def atomic_write(path, mode: str = "wb"):
         yield f
 
 
-def write_json(path, obj) -> None:
+@contextlib.contextmanager
+def atomic_path(path):
+    """``atomic_write`` for writers that take a file name (h5py, safetensors): the name of a
+    temporary beside ``path``, renamed onto ``path`` only on success."""
+    with _temporary(Path(path)) as (fd, tmp):
+        os.close(fd)
+        yield tmp
+
+
+def write_text(path, text: str) -> None:
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2)
+        f.write(text)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path, obj) -> None:
+    """``obj`` as indented JSON (tuples and other iterables as lists), atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, default=list)
         f.write("\n")
+
+
+# ---------------------------------------------------------------- JSON lines (logs, manifests)
+def read_jsonl(path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, in order; lines that do not parse as an object
+    (a torn last line left by a kill, undecodable bytes) are skipped."""
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(e, dict):
+                out.append(e)
+    return out
+
+
+def write_jsonl(path, entries) -> None:
+    """Replace a JSON-lines file with ``entries`` (one object per line), atomically."""
+    with atomic_write(path, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in entries)
+
+
+class JsonlWriter:
+    """Appends JSON objects to a JSON-lines file, one ``O_APPEND`` write per line (so lines of
+    concurrent writers never interleave); a torn last line is cut off when it is opened."""
+
+    def __init__(self, path):
+        path = Path(path)
+        cut_torn_tail(path)
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+
+    def append(self, entry: dict) -> None:
+        data = (json.dumps(entry) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def cut_torn_tail(path) -> None:
+    """Truncate a file after its last newline (drops a line cut short by a kill)."""
+    try:
+        f = open(path, "rb+")
+    except FileNotFoundError:
+        return
+    with f:
+        end = pos = f.seek(0, os.SEEK_END)
+        while pos > 0:
+            start = max(0, pos - 65536)
+            f.seek(start)
+            k = f.read(pos - start).rfind(b"\n")
+            if k >= 0:
+                if start + k + 1 != end:
+                    f.truncate(start + k + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+# ---------------------------------------------------------------- weights and checkpoints
+WEIGHTS, CONFIG = "model.safetensors", "config.json"   # a model folder's two files
+
+
+def read_weights(path) -> dict:
+    """A safetensors file as {name: tensor} (on the CPU)."""
+    return safetensors.torch.load_file(str(path))
+
+
+def write_weights(path, state_dict: dict) -> None:
+    """{name: tensor} as a safetensors file (contiguous CPU copies), atomically."""
+    sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(sd, tmp)
+
+
+def write_model_folder(folder, state_dict: dict, config: dict) -> Path:
+    """``folder/model.safetensors`` + ``folder/config.json``, each written atomically (the
+    weights first: a folder whose config.json is there is complete)."""
+    folder = Path(folder)
+    write_weights(folder / WEIGHTS, state_dict)
+    write_json(folder / CONFIG, config)
+    return folder
+
+
+def read_model_folder(folder) -> tuple[dict, dict]:
+    """(config, state dict) of a model folder (``write_model_folder``)."""
+    folder = Path(folder)
+    return read_json(folder / CONFIG), read_weights(folder / WEIGHTS)
+
+
+def read_checkpoint(path):
+    """torch.load(weights_only=True) onto the CPU: tensors, containers and numbers only,
+    never code (ValueError for anything else or an unreadable file)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"refusing to load {path}: it holds pickled objects other than tensors, "
+                         f"containers and numbers ({str(e).splitlines()[0][:120]}); pickled "
+                         "code is never executed") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"cannot read {path} as a torch checkpoint: {e}") from None
+
+
+def read_state_dict(path) -> dict:
+    """A flat {name: tensor} checkpoint (refuses anything else, see ``read_checkpoint``)."""
+    sd = read_checkpoint(path)
+    if not isinstance(sd, dict) or not sd or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+        raise ValueError(f"{path} is not a flat state dict of tensors")
+    return sd
+
+
+def write_checkpoint(path, obj) -> None:
+    """torch.save(obj) atomically (read back with ``read_checkpoint``)."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def suffix_of(path) -> str:
@@ -389,13 +540,11 @@ def write_h5_file(path, datasets: dict, attrs: dict | None = None) -> None:
     """An HDF5 file with ``datasets`` and root ``attrs``, written atomically (the usual mode)."""
     import h5py
 
-    with _temporary(Path(path)) as (fd, tmp):
-        os.close(fd)
-        with h5py.File(tmp, "w") as f:
-            for k, v in datasets.items():
-                f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in datasets.items():
+            f.create_dataset(k, data=v if isinstance(v, (bytes, np.bytes_)) else np.asarray(v))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
 
 
 def write_nifti_volume(path, vol: np.ndarray, voxel_mm=(1.0, 1.0, 1.0)) -> None:

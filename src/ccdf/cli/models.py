@@ -13,7 +13,7 @@ from .args import add_model_args, add_threads, open_model
 
 def cmd_inspect(a) -> int:
     """What ccdf loaded from a model path, and what it assumed (``models.describe``)."""
-    from ..models.unet import describe
+    from ..models.formats import describe
 
     d = describe(open_model(a, a.model, need_label=False))
     if a.json:

@@ -1,7 +1,8 @@
-"""Denoisers: the contract, diffusers UNets, checkpoint loading and training."""
+"""Denoisers: the contract, diffusers UNets, model files of every family and training."""
 
 from .denoiser import GaussianDenoiser, Prediction, convert, evaluate
-from .unet import UNetDenoiser, load_model, save_model
+from .formats import load_model, save_model
+from .unet import UNetDenoiser
 
 __all__ = ["GaussianDenoiser", "Prediction", "convert", "evaluate", "UNetDenoiser", "load_model",
            "save_model"]

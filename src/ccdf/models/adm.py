@@ -38,13 +38,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
+from .. import io
 from ..schedules import VPSchedule
+from .unet import EpsOnly, UNetDenoiser
 
 __all__ = ["ADMUNet", "EpsOnly", "infer_adm", "read_adm_settings", "resolve_adm",
            "adm_alphas_cumprod", "load_adm_checkpoint", "GD_DEFAULTS", "auto_channel_mult"]
@@ -184,6 +188,8 @@ class ADMUNet(nn.Module):
     [, class labels (B,)] -> (B, out, H, W).  ``attention_ds``: the downsampling rates with
     attention (guided-diffusion's ``attention_resolutions`` after image_size // res)."""
 
+    arch = "adm"  # a ccdf model folder's "arch" (``formats.ARCHS``)
+
     def __init__(self, image_size: int, in_channels: int, model_channels: int,
                  out_channels: int, num_res_blocks: int, attention_ds, channel_mult,
                  num_classes: int | None = None, num_heads: int = 1, num_head_channels: int = -1,
@@ -275,30 +281,6 @@ class ADMUNet(nn.Module):
         return self.out(h)
 
 
-class EpsOnly(nn.Module):
-    """A learn_sigma network (2 C outputs) seen as an eps (or x0) network: the first C channels.
-
-    Works for a diffusers UNet2DModel (``.sample`` output, ``.config``) and a plain network."""
-
-    def __init__(self, unet: nn.Module, channels: int):
-        super().__init__()
-        self.unet = unet
-        self.eps_channels = int(channels)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name.startswith("_") or "unet" not in self.__dict__.get("_modules", {}):
-                raise
-            return getattr(self._modules["unet"], name)  # config, image_size, num_classes ...
-
-    def forward(self, sample: Tensor, timestep, *args, **kwargs):
-        out = self.unet(sample, timestep, *args, **kwargs)
-        return getattr(out, "sample", out)[:, : self.eps_channels]
-
-
-# ----------------------------------------------------------------------------- the weights
 def infer_adm(sd: dict) -> dict:
     """What an ADM state dict says about its network: in/out channels, model_channels,
     channel_mult, num_res_blocks, attention_ds, num_classes, use_scale_shift_norm,
@@ -358,8 +340,6 @@ def infer_adm(sd: dict) -> dict:
 def _flags_string(text: str) -> dict:
     """``--name value`` / ``--name=value`` pairs of a guided-diffusion command line, also inside
     shell lines such as ``MODEL_FLAGS="--image_size 256 ..."`` (``--channel_mult ""``: empty)."""
-    import shlex
-
     out: dict = {}
 
     def walk(tokens: list) -> None:
@@ -410,8 +390,6 @@ def _read_source(src) -> tuple[dict, str, str]:
         raise FileNotFoundError(f"model config not found: {path}")
     body = path.read_text()
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             d = yaml.safe_load(body)
         except yaml.YAMLError as e:
@@ -619,10 +597,8 @@ def load_adm_checkpoint(path, config=(), state_dict: dict | None = None, **setti
     ``config``: settings sources (:func:`read_adm_settings`; default: the sidecar files
     beside ``path``); keyword ``settings`` override them.  Raises ValueError naming what is
     missing or contradicts the weights.  The file is read with ``weights_only=True``."""
-    from .unet import UNetDenoiser, read_state_dict
-
     path = Path(path)
-    sd = read_state_dict(path) if state_dict is None else state_dict
+    sd = io.read_state_dict(path) if state_dict is None else state_dict
     inferred = infer_adm(sd)
     sources = list(config) if config else sidecars(path)
     s, origin = read_adm_settings(sources, **settings)

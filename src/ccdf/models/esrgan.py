@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import init
-from .restorer import Restorer, evaluate_restorer, load_restorer, save_restorer
+from .formats import load_restorer, save_restorer
+from .restorer import Restorer, evaluate_restorer
 from .train import TrainConfig, check_data, fit
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .. import io
 from ..operators.mri import MASKS, fft2c, ifft2c, uniform1d
+from .restorer import FORMAT
 from .train import TrainConfig, fit
-from .unet import build_unet, pad_to_multiple, save_folder
+from .unet import build_unet, pad_to_multiple
 
 KIND = "mri-unrolled"
 
@@ -67,7 +69,7 @@ class MRIRestorer(nn.Module):
         return out if op.complex_image else out.real.contiguous()
 
     def config_dict(self) -> dict:
-        return {"format": "ccdf-restorer", "kind": KIND, "version": 1, "iters": self.iters,
+        return {"format": FORMAT, "kind": KIND, "version": 1, "iters": self.iters,
                 "unet": {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")},
                 "task": self.task, **self.meta}
 
@@ -130,7 +132,7 @@ def train_mri_restorer(cfg: TrainConfig, sampler, out, *, sizes=(64, 96, 128), i
         return (net.refine(zf / s, dc) - x / s).abs().mean()
 
     def export(ema):
-        save_folder(out, ema, net.config_dict())
+        io.write_model_folder(out, ema, net.config_dict())  # read by formats.load_restorer
 
     fit(net.unet, loss_fn, None, cfg, out, export, resume=resume, progress=progress,
         batch_fn=batch_fn)

@@ -278,6 +278,8 @@ class NCSNpp(nn.Module):
     (B, C, H, W), time_cond (B,) (sigma for 'fourier', the timestep label for 'positional')
     -> (B, C, H, W)."""
 
+    arch = "ncsnpp"  # a ccdf model folder's "arch" (``formats.ARCHS``)
+
     def __init__(self, image_size: int, num_channels: int = 3, centered: bool = False,
                  nf: int = 128, ch_mult=(1, 2, 2, 2), num_res_blocks: int = 4,
                  attn_resolutions=(16,), resamp_with_conv: bool = True, conditional: bool = True,

@@ -7,21 +7,21 @@ the priors (``model.safetensors`` + ``config.json`` with ``"format": "ccdf-resto
 its task, the measurement noise it was trained at (``sigma_y``, [0, 1] scale; 0 if absent)
 and its error on held-out images (``heldout``: PSNR and per-pixel MSE of the classic estimate
 and of the network, at that noise), which ``--t0 auto`` can use as the initial error eps0.
+Reading and writing the folder: ``models.formats`` (``load_restorer``, ``save_restorer``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from .. import init, metrics
+from .. import init, io, metrics
 from ..operators import make_operator
 from .train import TrainConfig, check_data, fit
-from .unet import build_unet, save_folder
+from .unet import build_unet
 
 FORMAT = "ccdf-restorer"
 
@@ -63,36 +63,6 @@ class Restorer(nn.Module):
         return {"format": FORMAT, "version": 1,
                 "unet": {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")},
                 "task": self.task, **self.meta}
-
-
-def save_restorer(net: Restorer, folder, state_dict: dict | None = None) -> Path:
-    return save_folder(folder, state_dict or net.unet.state_dict(), net.config_dict())
-
-
-def load_restorer(folder) -> Restorer:
-    from diffusers import UNet2DModel
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg_file = folder / "config.json"
-    if not cfg_file.exists():
-        raise FileNotFoundError(f"no restoration network at {folder} (config.json missing)")
-    cfg = json.loads(cfg_file.read_text())
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"{folder} is not a ccdf restoration network (format {cfg.get('format')!r})")
-    ucfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["unet"].items()}
-    unet = UNet2DModel(**ucfg)
-    unet.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    meta = {k: v for k, v in cfg.items()
-            if k not in ("format", "version", "unet", "task", "kind", "iters")}
-    if cfg.get("kind") == "mri-unrolled":
-        from .mri_restorer import MRIRestorer
-
-        net = MRIRestorer(unet, cfg.get("iters", 3), meta).eval()
-    else:
-        net = Restorer(unet, cfg["task"], meta).eval()
-    net.source = folder  # names the start in the auto-t0 calibration (``autot0.start_key``)
-    return net
 
 
 def simulate(op, x: Tensor, sigma_y: float, g: torch.Generator | None) -> Tensor:
@@ -156,7 +126,7 @@ def train_restorer(cfg: TrainConfig, task: dict, data: Tensor, out, heldout: Ten
             ema_net = Restorer(unet.__class__(**unet.config), task, {"sigma_y": sigma_y})
             ema_net.unet.load_state_dict(ema)
             net.meta["heldout"] = evaluate_restorer(ema_net.eval(), heldout)
-        save_restorer(net, out, ema)
+        io.write_model_folder(out, ema, net.config_dict())  # read by formats.load_restorer
 
     fit(net.unet, loss_fn, data, cfg, out, export, resume=resume, progress=progress)
     return Path(out)

@@ -39,7 +39,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import io
 from ..schedules import VESchedule, VPSchedule
+from .ncsnpp import NCSNpp
+from .unet import UNetDenoiser
 
 __all__ = ["read_config_py", "read_score_sde_config", "score_sde_settings", "load_score_sde"]
 
@@ -243,7 +246,7 @@ def read_score_sde_config(sources) -> tuple[dict, str]:
                 d = read_config_py(p)
             elif p.suffix == ".json":
                 try:
-                    d = json.loads(p.read_text())
+                    d = io.read_json(p)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"cannot parse {p} as JSON: {e}") from None
             else:
@@ -334,11 +337,8 @@ def load_score_sde(path, config=(), checkpoint: dict | None = None, ema: bool = 
     """A score_sde / score-MRI ``.pth`` checkpoint as a ``UNetDenoiser`` (EMA weights unless
     ``ema=False``); ``config``: its config file (.py or .json; default: a sidecar
     ``<stem>.py`` / ``<stem>.json`` beside the checkpoint)."""
-    from .ncsnpp import NCSNpp
-    from .unet import UNetDenoiser, read_checkpoint
-
     path = Path(path)
-    ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
+    ckpt = io.read_checkpoint(path) if checkpoint is None else checkpoint
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path}: not a score_sde checkpoint (no 'model' entry)")
     sources = list(config) or [p for p in (path.with_suffix(".py"), path.with_suffix(".json"))

@@ -3,14 +3,13 @@
 Both losses are ``|| eps_theta(a x0 + b z, t) - z ||^2`` with t ~ U(t_min, 1): for VE this
 is denoising score matching with the weighting lambda(t) = b(t)^2 (score = -eps / b).
 Checkpoints (``checkpoint.pt``: weights, EMA, AdamW state, step, RNG state) resume exactly;
-the EMA weights are exported as a model folder (``models.unet.save_model``) and the loss of
-every step is appended to ``train_log.jsonl``.
+the EMA weights are exported as a model folder (``io.write_model_folder`` of the model's
+``config_dict``, read back by ``models.formats``) and the loss of every step is appended to
+``train_log.jsonl``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +17,11 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
+from .. import io
 from ..schedules import VESchedule, VPSchedule
-from .unet import UNetDenoiser, build_unet, save_model
+from .unet import UNetDenoiser, build_unet
 
 
 @dataclass
@@ -76,12 +77,6 @@ def diffusion_loss(model: UNetDenoiser, x0: Tensor, g: torch.Generator, t_min: f
     return (model(xt, t) - z).pow(2).mean()
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(cfg: TrainConfig, data, out: str | Path, *, resume: bool = True,
           progress: bool = True, callback: Callable[[int, float], None] | None = None) -> Path:
     """Train a diffusion prior; the EMA model goes to ``out``.
@@ -103,7 +98,8 @@ def train(cfg: TrainConfig, data, out: str | Path, *, resume: bool = True,
     def loss_fn(x0, g):
         return diffusion_loss(model, x0 if cfg.patch else x0 * 2 - 1, g, cfg.t_min)
 
-    fit(model.unet, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
+    fit(model.unet, loss_fn, data, cfg, out,
+        lambda ema: io.write_model_folder(out, ema, model.config_dict()),
         resume=resume, progress=progress, callback=callback,
         batch_fn=data if cfg.patch else None)
     return Path(out)
@@ -114,9 +110,7 @@ def warm_start(net: nn.Module, folder) -> None:
     1-channel prior starting a 2-channel complex one) the old weights fill the first input /
     output channels and the others keep their fresh initialisation: tiling them would tie
     the channels (the network would see only their sum and predict their mean)."""
-    from safetensors.torch import load_file
-
-    sd = load_file(str(Path(folder) / "model.safetensors"))
+    sd = io.read_weights(Path(folder) / io.WEIGHTS)
     own = net.state_dict()
     for k, v in sd.items():
         if k not in own:
@@ -163,7 +157,7 @@ def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        state = io.read_checkpoint(ckpt)
         net.load_state_dict(state["model"])
         ema = state["ema"]
         for k, obj in aux.items():
@@ -174,14 +168,11 @@ def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
         elapsed = float(state.get("elapsed", 0.0))
     log_path = out / "train_log.jsonl"
     if log_path.exists():  # keep only the steps the checkpoint has seen
-        kept = [ln for ln in log_path.read_text().splitlines()
-                if ln.strip() and json.loads(ln)["step"] <= step]
-        log_path.write_text("".join(ln + "\n" for ln in kept))
+        io.write_jsonl(log_path, [e for e in io.read_jsonl(log_path) if e["step"] <= step])
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True)
-    log = open(log_path, "a")
+    log = io.JsonlWriter(log_path)
     t_start = time.time() - elapsed
     try:
         while step < cfg.steps:
@@ -210,22 +201,21 @@ def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
                     else:
                         ema[k].copy_(v)
             lv = float(loss.detach())
-            log.write(json.dumps({"step": step, "loss": round(lv, 6),
-                                  "time": round(time.time() - t_start, 2)}) + "\n")
+            log.append({"step": step, "loss": round(lv, 6),
+                        "time": round(time.time() - t_start, 2)})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.4f}")
             if callback is not None:
                 callback(step, lv)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                log.flush()
-                _atomic_save({"model": net.state_dict(), "ema": ema,
-                              "opt": opt.state_dict(), "rng": g.get_state(), "step": step,
-                              "elapsed": time.time() - t_start,
-                              "aux": {k: obj.state_dict() for k, obj in aux.items()}}, ckpt)
+                io.write_checkpoint(ckpt, {"model": net.state_dict(), "ema": ema,
+                                       "opt": opt.state_dict(), "rng": g.get_state(),
+                                       "step": step, "elapsed": time.time() - t_start,
+                                       "aux": {k: obj.state_dict() for k, obj in aux.items()}})
                 export(ema)
     finally:
         log.close()
         if bar is not None:
             bar.close()
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    io.write_json(out / "train_config.json", asdict(cfg))

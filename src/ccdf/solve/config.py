@@ -202,7 +202,7 @@ def resolve_model(spec: str, task: str, config=(), class_label: str | None = Non
 
 def resolve_init(spec: str, task: dict, image_size: int):
     """None for the classic estimate, else a Restorer whose task matches ``task``."""
-    from ..models.restorer import load_restorer
+    from ..models.formats import load_restorer
 
     if spec == "classic":
         return None

@@ -97,7 +97,7 @@ def _settings(out: Path, settings: dict, overwrite: bool) -> None:
     settings = json.loads(json.dumps(settings))                  # as it reads back
     if path.exists() and not overwrite:
         try:
-            old = json.loads(path.read_text())["settings"]
+            old = io.read_json(path)["settings"]
         except (ValueError, KeyError, TypeError):
             raise io.InputError(f"{path} is unreadable; use --overwrite to redo the run") from None
         diff = [f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now"
@@ -121,15 +121,13 @@ def read_entries(out: Path) -> dict:
     for path in [out / MANIFEST, *sorted(out.glob("manifest.rank*.jsonl"))]:
         if not path.exists():
             continue
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                    name, when = e["input"], float(e["finished"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if name not in latest or when >= latest[name]["finished"]:
-                    latest[name] = e
+        for e in io.read_jsonl(path):
+            try:
+                name, when = e["input"], float(e["finished"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if name not in latest or when >= latest[name]["finished"]:
+                latest[name] = e
     return latest
 
 
@@ -144,43 +142,9 @@ def done(out: Path, entries: dict) -> set:
             and all((out / o).exists() for o in e.get("outputs", []))}
 
 
-class ManifestWriter:
-    """Appends entries to one manifest file, one ``write`` per line."""
-
-    def __init__(self, path: Path):
-        _cut_torn_tail(path)
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def append(self, entry: dict) -> None:
-        data = (json.dumps(entry) + "\n").encode()
-        while data:
-            data = data[os.write(self.fd, data):]
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Truncate a file after its last newline (drops a line cut short by a kill)."""
-    try:
-        f = open(path, "rb+")
-    except FileNotFoundError:
-        return
-    with f:
-        end = pos = f.seek(0, os.SEEK_END)
-        while pos > 0:
-            start = max(0, pos - 65536)
-            f.seek(start)
-            k = f.read(pos - start).rfind(b"\n")
-            if k >= 0:
-                if start + k + 1 != end:
-                    f.truncate(start + k + 1)
-                return
-            pos = start
-        f.truncate(0)
+#: appends entries to one manifest file, one ``O_APPEND`` write per line; a torn last line
+#: (a kill mid-write) is cut off when it is opened
+ManifestWriter = io.JsonlWriter
 
 
 def merge(out: Path, names: list) -> list:
@@ -188,8 +152,7 @@ def merge(out: Path, names: list) -> list:
     in input order, and remove the rank parts.  Returns the entries."""
     latest = read_entries(out)
     entries = [latest[n] for n in names if n in latest]
-    with io.atomic_write(out / MANIFEST, "w") as f:
-        f.writelines(json.dumps(e) + "\n" for e in entries)
+    io.write_jsonl(out / MANIFEST, entries)
     for p in out.glob("manifest.rank*.jsonl"):
         p.unlink()
     return entries
