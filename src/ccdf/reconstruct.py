@@ -129,7 +129,8 @@ def reconstruct_batch(model, problems: list, *, t0: float = 0.2, steps: int = 10
     on its own rows (``consistency.PerItem``) and each draws its noise from its own generator
     (``noise.StackedGenerator``), so item p gets what ``reconstruct`` gives it alone up to the
     rounding of the batched network calls.  Returns one ``Reconstruction`` per problem.
-    Settings as in ``reconstruct``; a (not a per-image) ``corrector`` couples the items."""
+    Settings as in ``reconstruct`` (a Langevin ``corrector`` sizes its step from norms over
+    the whole batch: with one, the items are no longer independent)."""
     if not problems:
         return []
     if samples < 1:
