@@ -318,13 +318,13 @@ def test_one_bad_input_in_folder_fails_alone(setup, capsys):
 def test_failure_during_solve_fails_that_input_only(setup, monkeypatch, capsys):
     """Outputs are per input now: a failure mid-run fails that input, the others are written
     (each file atomically) and the exit code is 1."""
-    import ccdf.reconstruct
+    import ccdf.solve.batch
 
     model, inp, tmp = setup
     out = tmp / "out"
     out.mkdir()
     (out / "im1.png").write_bytes(b"old result")
-    real, calls = ccdf.reconstruct.reconstruct, []
+    real, calls = ccdf.solve.batch.reconstruct_batch, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -332,7 +332,7 @@ def test_failure_during_solve_fails_that_input_only(setup, monkeypatch, capsys):
             raise FloatingPointError("non-finite values at reverse step 3 of 3")
         return real(*a, **k)
 
-    monkeypatch.setattr(ccdf.reconstruct, "reconstruct", flaky)
+    monkeypatch.setattr(ccdf.solve.batch, "reconstruct_batch", flaky)
     assert _run(model, inp, out) == 1
     assert "im1.png failed: sampling diverged (non-finite" in capsys.readouterr().err
     assert (out / "im1.png").read_bytes() == b"old result"       # never half-overwritten

@@ -45,11 +45,12 @@ import torch
 from torch import Tensor
 
 from . import assets, autot0, classical, datasets, init, metrics, theory
-from .consistency import randn_like
 from .models import load_model
 from .models.denoiser import data_scale, to_model
+from .noise import randn_like
 from .operators import make_operator
 from .reconstruct import reconstruct
+from .samplers import jump
 from .schedules import n_prime
 
 T0_GRID = (0.05, 0.1, 0.2, 0.5, 0.75, 1.0)
@@ -122,7 +123,7 @@ def make_setup(task: dict, model: str = "default", data: str | None = None,
         if sigma_y > 0:  # (multi-coil: the noise is added per coil by ``multicoil.problem``)
             g = torch.Generator().manual_seed(seed)  # complex y: the noise A z of the consistency
             y = y + sigma_y * (op.A(randn_like(x, g)) if y.is_complex() else
-                               torch.randn(y.shape, generator=g, dtype=y.dtype)).to(y.dtype)
+                               randn_like(y, g)).to(y.dtype)
     s = Setup(name=_task_name(task) + (f", sigma_y={sigma_y:g}" if sigma_y else ""), task=task,
               model=m, op=op, x=x, y=y, starts={"classic": init.classic(op, y, sigma_y)},
               sigma_y=float(sigma_y), extras=extras_)
@@ -390,7 +391,7 @@ class Bench:
                            generator=self.gen(), **self._solver())
         grid = s.model.schedule.grid(steps)
         x_m = to_model(s.model, s.starts["classic"])
-        start = float(grid.a[n_p]) * x_m + float(grid.b[n_p]) * randn_like(x_m, self.gen())
+        start = jump(grid, n_p, x_m, self.gen())
         eps_np = float((start - seen["x"]).abs().pow(2).mean())
         measured = float((data_scale(s.model) * (ccdf.x - full.x)).abs().pow(2).mean())
         tau_ = theory.tau(s.op, tuple(s.x.shape[1:]))

@@ -30,6 +30,7 @@ the condition of Corollary 1; the prox is moreover firmly non-expansive (its lin
 x0_hat away from a solution of A x = y (see its docstring).  Measurement noise: ``Projection``
 softens its replacement, ``Prox`` weighs each coefficient by its own noise,
 ``ConjugateGradient`` solves the noisy MAP system; ``GradientStep`` ignores sigma_y.
+``PerItem`` runs the steps of a batch of items (each its own operator and y) on their rows.
 """
 
 from __future__ import annotations
@@ -39,16 +40,8 @@ import math
 import torch
 from torch import Tensor
 
+from .noise import per_item, randn_like
 from .operators.base import LinearOperator, cg
-
-
-def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like x; complex x gets N(0, 1) real and imaginary parts."""
-    if x.is_complex():
-        re = torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device)
-        im = torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device)
-        return torch.complex(re, im)
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
 class _Consistency:
@@ -153,8 +146,7 @@ class RealImage:
     def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
         if not x.is_complex():
             return x
-        im = b * torch.randn(x.shape, generator=generator, dtype=x.real.dtype, device=x.device) \
-            if b > 0 else torch.zeros_like(x.real)
+        im = b * randn_like(x.real, generator) if b > 0 else torch.zeros_like(x.real)
         return torch.complex(x.real, im)
 
 
@@ -176,6 +168,31 @@ class Chain:
         for k, step in enumerate(self.steps):
             x = step(x, *((1.0, 0.0) if self.tweedie and k else (a, b)), generator)
         return x
+
+
+class PerItem:
+    """The consistency steps of a batch of items, each with its own operator and measurement:
+    step k acts on the rows [k m, (k + 1) m) of x (B, ...), m = B / len(steps), with item k's
+    generator (``noise.per_item``), exactly as it does on the item solved alone."""
+
+    def __init__(self, steps):
+        self.steps = list(steps)
+        self.tweedie = bool(getattr(self.steps[0], "tweedie", False))
+        if any(bool(getattr(s, "tweedie", False)) != self.tweedie for s in self.steps):
+            raise ValueError("the items of a batch must all use the same kind of consistency")
+
+    def bind(self, grid) -> "PerItem":
+        """Each step that has a ``bind``, bound to the sampling grid."""
+        return PerItem(s.bind(grid) if callable(getattr(s, "bind", None)) else s
+                       for s in self.steps)
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        m = x.shape[0] // len(self.steps)
+        if m * len(self.steps) != x.shape[0]:
+            raise ValueError(f"a batch of {x.shape[0]} rows does not split into "
+                             f"{len(self.steps)} items")
+        gens = per_item(generator, len(self.steps))
+        return torch.cat([s(xk, a, b, g) for s, xk, g in zip(self.steps, x.split(m), gens)])
 
 
 class Prox(_Consistency):

@@ -14,12 +14,14 @@ units, never clipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .consistency import CONSISTENCY, Chain, RealImage
-from .models.denoiser import data_scale, from_model, measurement_to_model, to_model
+from .consistency import CONSISTENCY, Chain, PerItem, RealImage
+from .models.denoiser import WithClassLabel, data_scale, from_model, measurement_to_model, to_model
+from .noise import StackedGenerator
 from .samplers import solve
 
 
@@ -88,6 +90,17 @@ def check_model_input(model, x: Tensor) -> None:
                          f"{x.shape[-2]}x{x.shape[-1]} with {x.shape[1]}")
 
 
+class Problem(NamedTuple):
+    """One item of a batch solved by ``reconstruct_batch``: its own operator, measurements y
+    (B, ...), start x0_hat (B, C, H, W), generator and (class-conditional prior) class label."""
+
+    operator: object
+    y: Tensor
+    x0_hat: Tensor
+    generator: torch.Generator | None = None
+    class_label: int | None = None
+
+
 def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, steps: int = 100,
                 sampler: str = "ddpm", samples: int = 1, sigma_y: float = 0.0,
                 consistency: str | None = None, eta: float = 0.0, corrector=None,
@@ -101,26 +114,84 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
     (``operator.consistency``: "projection", or "prox" for deblurring).
     """
-    consistency = consistency or getattr(operator, "consistency", "projection")
+    return reconstruct_batch(model, [Problem(operator, y, x0_hat, generator)], t0=t0,
+                             steps=steps, sampler=sampler, samples=samples, sigma_y=sigma_y,
+                             consistency=consistency, eta=eta, corrector=corrector,
+                             callback=callback, real_image=real_image)[0]
+
+
+def reconstruct_batch(model, problems: list, *, t0: float = 0.2, steps: int = 100,
+                      sampler: str = "ddpm", samples: int = 1, sigma_y: float = 0.0,
+                      consistency: str | None = None, eta: float = 0.0, corrector=None,
+                      callback=None, real_image: bool = False) -> list[Reconstruction]:
+    """CCDF for several ``Problem``s (same t0, same batch size B) in ONE run of the reverse
+    loop: their starts are stacked into a batch of P B K rows, each item's consistency acts
+    on its own rows (``consistency.PerItem``) and each draws its noise from its own generator
+    (``noise.StackedGenerator``), so item p gets what ``reconstruct`` gives it alone up to the
+    rounding of the batched network calls.  Returns one ``Reconstruction`` per problem.
+    Settings as in ``reconstruct`` (a Langevin ``corrector`` sizes its step from norms over
+    the whole batch: with one, the items are no longer independent)."""
+    if not problems:
+        return []
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if consistency not in CONSISTENCY:
+    names = {consistency or getattr(p.operator, "consistency", "projection") for p in problems}
+    if not names <= set(CONSISTENCY):
         raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY)}")
-    operator.check(x0_hat)
-    check_model_input(model, x0_hat)
-    b = x0_hat.shape[0]
-    y_m, x_m, sigma_m, back = model_space(model, operator, y, x0_hat, sigma_y)
-    if samples > 1:
-        y_m = y_m.repeat_interleave(samples, 0)
-        x_m = x_m.repeat_interleave(samples, 0)
-    cons = CONSISTENCY[consistency](operator, y_m, sigma_y=sigma_m)
-    if real_image:
-        cons = Chain(cons, RealImage())
-    res = solve(model, x_m, steps=steps, t0=t0, sampler=sampler, consistency=cons,
-                generator=generator, eta=eta, corrector=corrector, callback=callback)
-    xs = back(res.x).reshape(b, samples, *x0_hat.shape[1:])
-    if not getattr(model, "complex", False):
-        xs = operator.clamp(xs)
-    std = xs.abs().std(1) if samples > 1 else None
-    return Reconstruction(x=xs.mean(1), std=std, samples=xs, nfe=res.nfe * samples, n_prime=res.n_prime,
-                          t0=res.t0)
+    if len(names) > 1:
+        raise ValueError("the items of a batch must all use the same consistency")
+    if len({tuple(p.x0_hat.shape) for p in problems}) > 1:
+        raise ValueError("the items of a batch must all have the same shape")
+    name = names.pop()
+    starts, steps_, backs = [], [], []
+    for p in problems:
+        p.operator.check(p.x0_hat)
+        check_model_input(model, p.x0_hat)
+        y_m, x_m, sigma_m, back = model_space(model, p.operator, p.y, p.x0_hat, sigma_y)
+        if samples > 1:
+            y_m = y_m.repeat_interleave(samples, 0)
+            x_m = x_m.repeat_interleave(samples, 0)
+        cons = CONSISTENCY[name](p.operator, y_m, sigma_y=sigma_m)
+        starts.append(x_m)
+        steps_.append(Chain(cons, RealImage()) if real_image else cons)
+        backs.append(back)
+    one = len(problems) == 1
+    labels = [p.class_label for p in problems]
+    if len({k is None for k in labels}) > 1:
+        raise ValueError("either every item of a batch has a class label or none has")
+    if labels[0] is not None:
+        model = WithClassLabel(model, labels[0]) if len(set(labels)) == 1 else \
+            _ClassLabels(model, labels, len(starts[0]))
+    res = solve(model, starts[0] if one else torch.cat(starts), steps=steps, t0=t0,
+                sampler=sampler, consistency=steps_[0] if one else PerItem(steps_),
+                generator=problems[0].generator if one else
+                StackedGenerator(p.generator for p in problems),
+                eta=eta, corrector=corrector, callback=callback)
+    out = []
+    for p, back, x in zip(problems, backs, res.x.split(len(starts[0]))):
+        xs = back(x).reshape(p.x0_hat.shape[0], samples, *p.x0_hat.shape[1:])
+        if not getattr(model, "complex", False):
+            xs = p.operator.clamp(xs)
+        std = xs.abs().std(1) if samples > 1 else None
+        out.append(Reconstruction(x=xs.mean(1), std=std, samples=xs, nfe=res.nfe * samples,
+                                  n_prime=res.n_prime, t0=res.t0))
+    return out
+
+
+class _ClassLabels:
+    """A class-conditional model for a batch of items of different classes: item k's rows
+    (``rows`` each, stacked in item order) get ``labels[k]``."""
+
+    def __init__(self, model, labels: list, rows: int):
+        self._model = model
+        self._labels = torch.tensor([int(k) for k in labels]).repeat_interleave(rows)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        # x may hold the batch more than once (a complex image: real parts, then imaginary)
+        y = self._labels.to(x.device).repeat(x.shape[0] // len(self._labels))
+        return self._model(x, t, class_labels=y)

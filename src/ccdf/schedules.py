@@ -8,7 +8,7 @@ Every schedule writes the forward marginal as ``x_t = a(t) x_0 + b(t) z``, ``z ~
   ``sigma(t) = sigma_min (sigma_max / sigma_min)^t`` (geometric), so ``b(0) = 0``.
 
 A sampling grid of N steps is ``t_i = i / N`` (i = 0..N); CCDF runs only the last
-``N' = round(t0 N)`` of them, starting from ``forward(x0_hat, t0)`` (the "come closer" jump).
+``N' = round(t0 N)`` of them, starting from ``samplers.jump`` (the "come closer" jump).
 A discrete K-step model (a ``table`` VP schedule) may instead put its grid on training steps
 k_1 < ... < k_N chosen by a ``spacing`` rule, t_i = (k_i + 1) / K (``discrete_timesteps``).
 """
@@ -99,12 +99,6 @@ class _Schedule:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         t = torch.linspace(0.0, 1.0, int(steps) + 1, dtype=torch.float64)
         return Grid(t=t, a=self.a(t), b=self.b(t))
-
-    def forward(self, x0: Tensor, t, z: Tensor) -> Tensor:
-        """Forward-diffuse x0 (B, ...) to time t: a(t) x0 + b(t) z (Algorithm 1, line 2)."""
-        a = float(self.a(t))
-        b = float(self.b(t))
-        return a * x0 + b * z
 
     def to_dict(self) -> dict:
         d = asdict(self)

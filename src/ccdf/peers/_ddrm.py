@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..consistency import randn_like
 from ..models.denoiser import evaluate
+from ..noise import randn_like
 from ._common import check_sigma, check_y, grid_of, real_dtype, times
 from ._svd import spectral
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..consistency import randn_like
 from ..models.denoiser import Prediction
+from ..noise import randn_like
 from ..samplers import solve
 from ._common import check_sigma, check_y, grid_of
 from ._svd import data_prox

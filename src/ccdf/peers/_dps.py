@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..consistency import randn_like
 from ..models.denoiser import Prediction, evaluate
+from ..noise import randn_like
 from ..operators.inpaint import Inpainting
 from ..operators.mri import MRI
 from ..operators.sr import SuperResolution

@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..consistency import randn_like
 from ..models.denoiser import evaluate
+from ..noise import Generator, randn_like
 from ..schedules import n_prime as _n_prime
 from .steps import LangevinCorrector, make_sampler
 
@@ -27,12 +27,17 @@ class Result:
     t0: float
 
 
+def jump(grid, n_prime: int, x0_hat: Tensor, generator: Generator = None) -> Tensor:
+    """The CCDF start x_{N'} = a_{N'} x0_hat + b_{N'} z, z ~ N(0, I) like x0_hat (B, ...)."""
+    return float(grid.a[n_prime]) * x0_hat + float(grid.b[n_prime]) * randn_like(x0_hat, generator)
+
+
 def _finite(x: Tensor) -> bool:
     return bool(torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all())
 
 
 def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler="ddpm",
-          consistency=None, generator: torch.Generator | None = None, eta: float = 0.0,
+          consistency=None, generator: Generator = None, eta: float = 0.0,
           corrector: LangevinCorrector | None = None,
           callback: Callable[[dict], None] | None = None) -> Result:
     """Run CCDF from the initial estimate x0_hat (B, ...) in the model's data space.
@@ -43,6 +48,7 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     ...), or one with ``tweedie = True`` applied to the denoised estimate x0_hat of x_i before
     the step, which then runs from x_i = a_i x0_hat' + b_i eps_hat: the corrected estimate
     re-noised with the network's eps (``ConjugateGradient``, DDS), or None (unconditional);
+    generator: a ``torch.Generator``, None, or a ``noise.StackedGenerator`` (one per item);
     callback: called after every step with {'i', 'n_prime', 'x', 'x0', 'nfe'}.
     Raises FloatingPointError if the iterate stops being finite.
     """
@@ -57,7 +63,7 @@ def solve(model, x0_hat: Tensor, *, steps: int = 1000, t0: float = 1.0, sampler=
     nfe = 0
     tweedie = bool(getattr(consistency, "tweedie", False))
     with torch.no_grad():
-        x = float(grid.a[n_p]) * x0_hat + float(grid.b[n_p]) * randn_like(x0_hat, generator)
+        x = jump(grid, n_p, x0_hat, generator)
         for i in range(n_p, 0, -1):                                   # line 3
             t = grid.t[i].expand(x.shape[0])
             if corrector is not None:

@@ -25,12 +25,7 @@ import torch
 from torch import Tensor
 
 from ..models.denoiser import Prediction
-
-
-def _randn(x: Tensor, g) -> Tensor:
-    from ..consistency import randn_like
-
-    return randn_like(x, g)
+from ..noise import randn_like
 
 
 class Ancestral:
@@ -57,7 +52,7 @@ class Ancestral:
         mean = (float(grid.a[i - 1]) * grid.beta(i) / b2) * pred.x0 + \
             (math.sqrt(grid.alpha(i)) * float(grid.b[i - 1]) ** 2 / b2) * x
         var = self.noise_var(grid, i)
-        return mean + math.sqrt(var) * _randn(x, g) if var > 0 else mean  # lines 5-6
+        return mean + math.sqrt(var) * randn_like(x, g) if var > 0 else mean  # lines 5-6
 
 
 class DDIM:
@@ -81,7 +76,7 @@ class DDIM:
         var = self.noise_var(grid, i)
         b_prev = float(grid.b[i - 1])
         out = float(grid.a[i - 1]) * pred.x0 + math.sqrt(max(b_prev**2 - var, 0.0)) * pred.eps
-        return out + math.sqrt(var) * _randn(x, g) if var > 0 else out
+        return out + math.sqrt(var) * randn_like(x, g) if var > 0 else out
 
 
 class LangevinCorrector:
@@ -91,7 +86,7 @@ class LangevinCorrector:
         self.steps, self.snr = int(steps), float(snr)
 
     def step(self, pred: Prediction, x: Tensor, grid, i: int, g) -> Tensor:
-        z = _randn(x, g)
+        z = randn_like(x, g)
         dims = tuple(range(1, x.dim()))
         s_norm = torch.linalg.vector_norm(pred.score, dim=dims).mean()
         z_norm = torch.linalg.vector_norm(z, dim=dims).mean()

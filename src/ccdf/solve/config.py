@@ -13,7 +13,7 @@ from torch import Tensor
 from ..assets import TASKS, asset_path, default_prior, default_restorer, has_asset, parse_t0
 
 INPUT_KINDS = ("clean", "measurement")
-#: --batch-size bound: each item of a batch is a thread holding its own tensors
+#: --batch-size bound: a batch holds the tensors of all its items at once
 MAX_BATCH = 256
 #: --sigma-y bound: a noise std above the whole [0, 1] data range leaves nothing to measure
 MAX_SIGMA_Y = 1.0
@@ -90,8 +90,8 @@ def check_config(cfg: SolveConfig) -> None:
     if cfg.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {cfg.samples}")
     if not 1 <= cfg.batch_size <= MAX_BATCH:
-        raise ValueError(f"--batch-size must be in 1..{MAX_BATCH} (each item of a batch is a "
-                         f"thread with its own tensors), got {cfg.batch_size}")
+        raise ValueError(f"--batch-size must be in 1..{MAX_BATCH} (a batch holds the tensors "
+                         f"of all its items at once), got {cfg.batch_size}")
     if not (math.isfinite(cfg.sigma_y) and 0 <= cfg.sigma_y <= MAX_SIGMA_Y):
         raise ValueError(f"--sigma-y must be in [0, {MAX_SIGMA_Y:g}] (the noise std on images "
                          f"in [0, 1]), got {cfg.sigma_y:g}")

@@ -105,8 +105,7 @@ def _mask(reader, name: str, k: np.ndarray, file_mask) -> tuple[np.ndarray, str]
         return np.asarray(m) != 0, "file"
     sampled = (np.abs(k) > 0).reshape(-1, h, w).any(0)
     if sampled.all():
-        params = {k_: v for k_, v in reader.cfg.task.items() if k_ != "task"}
-        mask = make_operator("mri", (1, h, w), **params).mask.numpy()
+        mask = make_operator("mri", (1, h, w), **reader.params).mask.numpy()
         return np.fft.fftshift(mask), "pattern (retrospective)"
     return sampled, "non-zero k-space entries"
 
@@ -162,7 +161,7 @@ def read_source(reader, path: Path):
                             f"{reader.channels} channels")
     if multi and k.shape[1] < 2:
         raise io.InputError(f"{name}: multi-coil k-space needs 2 or more coils, got {k.shape}")
-    if not multi and reader.cfg.coil_maps:
+    if not multi and reader.coil_maps:
         raise io.InputError(f"{name}: --coil-maps is for multi-coil k-space (slices, coils, H, "
                             f"W); this file is single-coil {k.shape}")
     if not np.isfinite(k).all():
@@ -177,7 +176,7 @@ def read_source(reader, path: Path):
     k = k * mask_c                                          # (S, [C,] H, W) * (H, W)
     maps, cw = None, None
     if multi:
-        mfile = _maps_file(reader.cfg.coil_maps, path)
+        mfile = _maps_file(reader.coil_maps, path)
         if mfile is not None:
             maps, maps_origin = load_maps(mfile, (s, *k.shape[1:]), idx, name), mfile.name
         else:

@@ -38,6 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import io
+from ..datasets import volume_slices
+from ..noise import randn_like
+from ..operators import MRI, make_operator
 from .config import item_seed, parse_slices
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -182,15 +185,22 @@ def _resize(x: Tensor, size: int) -> Tensor:
 class Reader:
     """Turns input files into Sources of Items (all validation happens here)."""
 
-    def __init__(self, cfg, model, op, device: torch.device):
-        self.cfg, self.model, self.op = cfg, model, op
+    def __init__(self, model, op, device: torch.device, *, task: dict, out: Path,
+                 seed: int = 0, input_kind: str | None = None, sigma_y: float = 0.0,
+                 axis: int = 2, slices: str | None = None, coil_maps: str | None = None):
+        """``task``: the operator's keyword arguments with its "task" (``SolveConfig.task``);
+        ``out``: the output folder (for name lengths); the rest as in ``SolveConfig``."""
+        self.model, self.op = model, op
         self.size, self.channels = model.image_size, model.channels
         self.complex = bool(getattr(model, "complex", False))
         if self.complex:  # a complex prior (MRI): one complex image channel
             self.channels = 1
         self._ops: dict = {}
-        self.task = cfg.task["task"]
-        self.sel = parse_slices(cfg.slices)
+        self.task = task["task"]
+        self.params = {k: v for k, v in task.items() if k != "task"}  # make_operator's
+        self.out, self.seed, self.input_kind, self.sigma_y = Path(out), seed, input_kind, sigma_y
+        self.axis, self.coil_maps = axis, coil_maps
+        self.sel = parse_slices(slices)
         self.device = device
 
     def op_for(self, h: int, w: int):
@@ -198,9 +208,7 @@ class Reader:
         if self.op is not None and tuple(self.op.image_shape[1:]) == (h, w):
             return self.op
         if (h, w) not in self._ops:
-            from ..operators import make_operator
-
-            params = {k: v for k, v in self.cfg.task.items() if k != "task"}
+            params = dict(self.params)
             if self.complex:
                 params["complex_image"] = True
             self._ops[(h, w)] = make_operator(self.task, (self.channels, h, w), **params)
@@ -208,10 +216,10 @@ class Reader:
 
     # ---- helpers
     def _generator(self, name: str) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(item_seed(self.cfg.seed, name))
+        return torch.Generator(device=self.device).manual_seed(item_seed(self.seed, name))
 
     def _kind(self) -> str:
-        return self.cfg.input_kind or "clean"
+        return self.input_kind or "clean"
 
     def _clean_item(self, src, name, stem, index, x: Tensor) -> Item:
         """x (C, H, W) in [0, 1] at the model size: simulate y (+ sigma_y noise)."""
@@ -219,9 +227,9 @@ class Reader:
         x = x[None].to(self.device)
         op = self.op_for(*x.shape[-2:])
         y = op.A(x)
-        if self.cfg.sigma_y > 0:
-            noise = torch.randn(y.shape, generator=g, dtype=y.real.dtype, device=self.device)
-            y = y + self.cfg.sigma_y * (op.A(noise) if y.is_complex() else noise)
+        if self.sigma_y > 0:
+            noise = randn_like(y.real, g)
+            y = y + self.sigma_y * (op.A(noise) if y.is_complex() else noise)
         return Item(name, stem, src, index, op, y, x, g)
 
     def _measured_item(self, src, name, stem, index, img: Tensor) -> Item:
@@ -257,7 +265,7 @@ class Reader:
 
     # ---- per format
     def read(self, path: Path) -> Source:
-        check_name_length(path, Path(self.cfg.out))
+        check_name_length(path, self.out)
         suffix = io.suffix_of(path)
         if suffix in H5_SUFFIXES:
             return self._h5(path)
@@ -329,8 +337,6 @@ class Reader:
         return src
 
     def _nifti(self, path: Path) -> Source:
-        from ..datasets import volume_slices
-
         if self._kind() == "measurement":
             raise io.InputError(f"{path.name}: a NIfTI volume is read as clean images; "
                                 "drop --input-kind measurement")
@@ -341,14 +347,14 @@ class Reader:
             raise io.InputError(f"{path.name}: expected a 3-D volume, got shape {vol.shape}")
         _finite(vol, path.name)
         stem = stem_of(path)
-        side = self.size or max(s for i, s in enumerate(vol.shape) if i != self.cfg.axis)
+        side = self.size or max(s for i, s in enumerate(vol.shape) if i != self.axis)
         geo: dict = {}
-        x = volume_slices(vol, side, axis=self.cfg.axis, geometry=geo)   # (S, 1, side, side)
+        x = volume_slices(vol, side, axis=self.axis, geometry=geo)   # (S, 1, side, side)
         chosen = _select(len(x), self.sel, path.name)
         src = Source(path, "nifti", stem, f"{stem}{io.suffix_of(path)}", multi=True,
-                     meta={"n_slices": len(x), "axis": self.cfg.axis, "scale": geo["scale"],
+                     meta={"n_slices": len(x), "axis": self.axis, "scale": geo["scale"],
                            "header": header,
-                           "affine": nifti_affine(affine, geo, self.cfg.axis, side, chosen)})
+                           "affine": nifti_affine(affine, geo, self.axis, side, chosen)})
         for i in chosen:
             xi = x[i].expand(self.channels, side, side).clone()
             src.items.append(self._clean_item(src, f"{path.name}[{i}]", f"{stem}_s{i:03d}", i, xi))
@@ -372,8 +378,6 @@ class Reader:
         percentile of the zero-filled magnitude over the file, so images lie in about [0, 1];
         outputs are multiplied back.
         """
-        from ..operators import MRI, make_operator
-
         name = path.name
         if self.task != "mri":
             raise io.InputError(f"{name}: k-space input needs --task mri")
@@ -390,8 +394,7 @@ class Reader:
         k_u = kspace_to_ours(k.astype(np.complex128))
         full = bool((np.abs(k_u).max(0) > 0).all())
         if full:
-            mask = make_operator("mri", (1, h, w), **{k_: v for k_, v in self.cfg.task.items()
-                                                       if k_ != "task"}).mask.numpy()
+            mask = make_operator("mri", (1, h, w), **self.params).mask.numpy()
             origin = "pattern (retrospective)"
         else:
             mask = np.abs(k_u).max(0) > 0

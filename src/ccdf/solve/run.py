@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import errno
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import io
+import torch
+from tqdm import tqdm
+
+from .. import autot0, init, io
 from ..assets import TASK_DEFAULTS, parse_t0
+from ..ood import OODCheck
+from ..operators import make_operator
 from . import manifest
-from .batch import solve_batch
-from .config import DeviceModel, SolveConfig, check_config, resolve_init, resolve_model, settings
+from .batch import Sampling, solve_batch
+from .config import (DeviceModel, SolveConfig, check_config, read_class_labels, resolve_init,
+                     resolve_model, settings)
 from .dist import Ranks
 from .readers import Reader, Source, check_names, list_inputs
-from .writers import write_source
+from .writers import magnitude, write_source
 
 
 class OutputError(OSError):
@@ -33,8 +40,6 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     """Run ``ccdf solve``.  ``log(str)`` receives notes: resumed inputs, each failed input
     with its reason, the auto t0 rule.  Raises (ValueError / OSError, one line) for bad
     settings, model or out folder, and for a single input file that cannot be solved."""
-    from ..operators import make_operator
-
     log = log or (lambda msg: None)
     check_config(cfg)
     task = _task(cfg)
@@ -61,7 +66,10 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     op = op if size else None
     if cfg.compile or cfg.half:
         model = DeviceModel(model, ranks.device, cfg.compile, cfg.half)
-    work = _Work(cfg, model, net, Reader(cfg, model, op, ranks.device), out, log)
+    reader = Reader(model, op, ranks.device, task=cfg.task, out=out, seed=cfg.seed,
+                    input_kind=cfg.input_kind, sigma_y=cfg.sigma_y, axis=cfg.axis,
+                    slices=cfg.slices, coil_maps=cfg.coil_maps)
+    work = _Work(cfg, model, net, reader, out, log)
     # a single input file is read and checked before anything is written, like the flags
     first = work.prepare(inputs[0]) if Path(cfg.input).is_file() else None
     ranks.start()
@@ -126,26 +134,20 @@ class _Work:
     def __init__(self, cfg, model, net, reader, out: Path, log):
         self.cfg, self.model, self.net, self.reader, self.out, self.log = \
             cfg, model, net, reader, out, log
+        self.sampling = Sampling(steps=cfg.steps, sampler=cfg.sampler, samples=cfg.samples,
+                                 sigma_y=cfg.sigma_y, consistency=cfg.consistency)
         self.auto = cfg.t0 == "auto"
         self.cache: dict = {}  # auto t0: the prior-sample error estimate, once per run
         self.calibration = None
         if self.auto:
-            from .. import autot0
-
             self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
         self.n_ok = self.n_failed = self.n_warned = 0
         self.writer = self.bar = None
-        from .config import read_class_labels
-
         self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
-        from ..ood import OODCheck
-
         self.ood = OODCheck(model)
 
     def prepare(self, path: Path) -> Source:
         """Read an input; give each of its items the initial estimate and t0 (raises)."""
-        from .. import autot0, init
-
         src = self.reader.read(path)
         for it in src.items:
             if self.labels is not None:
@@ -178,9 +180,6 @@ class _Work:
         one-line message when outputs could not be written (the run stopped), "ok", "failed"}."""
         self.writer = manifest.ManifestWriter(part)
         if progress:
-            import sys
-
-            from tqdm import tqdm
             self.bar = tqdm(total=len(paths), desc="solve", unit="file", dynamic_ncols=True,
                             file=sys.stderr, disable=None, leave=False)  # no bar without a TTY
         pending: list = []   # items of the next batch
@@ -212,7 +211,7 @@ class _Work:
         """Solve a batch, then write every source whose items are all solved (or failed)."""
         items = [it for it in items if it.source.failed is None]
         if items:
-            for it, e in zip(items, solve_batch(self.model, items, self.cfg, self._step)):
+            for it, e in zip(items, solve_batch(self.model, items, self.sampling, self._step)):
                 if e is not None and it.source.failed is None:
                     it.source.failed = (f"{it.name}: " if it.source.multi else "") + _reason(e)
             self._score([it for it in items if it.result is not None])
@@ -224,10 +223,6 @@ class _Work:
         """The out-of-distribution score of each solved item (``ood``; one network call)."""
         if not items or not self.ood.active:
             return
-        import torch
-
-        from .writers import magnitude
-
         try:
             scores = self.ood.scores(torch.cat([magnitude(it.result.x) for it in items]))
         except Exception:  # noqa: BLE001 -- a check that cannot run never fails the input
