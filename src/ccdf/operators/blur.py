@@ -143,6 +143,7 @@ class Blur(LinearOperator):
     #: consistency step ``reconstruct`` uses by default: the pseudo-inverse of a blur is
     #: ill-conditioned, the proximal step (``consistency.Prox``) is not
     consistency = "prox"
+    name = "deblurring"
     #: the peers' deblurring settings (``peers.run_peer``): DPS's reference configs
     #: (gaussian_deblur_config.yaml, motion_deblur_config.yaml: scale 0.3); DiffPIR keeps
     #: lambda = 7, zeta = 0.3 (its defaults here): its code's deblurring config (lambda 1,
