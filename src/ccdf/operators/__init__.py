@@ -24,7 +24,8 @@ from .sr import KERNELS, SuperResolution, upsample_bicubic
 TASKS = ("sr", "inpaint", "mri", "deblur")
 
 __all__ = [
-    "LinearOperator", "cg", "kron_svd", "SuperResolution", "upsample_bicubic", "Inpainting", "box_mask",
+    "LinearOperator", "cg", "kron_svd", "SuperResolution", "upsample_bicubic", "Inpainting",
+    "box_mask",
     "random_mask", "mask_from_array", "MRI", "uniform1d", "random1d", "gaussian1d", "vd2d",
     "centre_lines", "centered",
     "birdcage_maps", "zero_filled", "make_operator", "TASKS", "PATTERNS", "KERNELS", "MASKS",

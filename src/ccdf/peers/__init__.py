@@ -9,10 +9,11 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
 
 * ``ddrm`` -- Kawar, Elad, Ermon & Song, "Denoising Diffusion Restoration Models", NeurIPS 2022
   (defaults ``eta = 0.85``, ``eta_b = 1``, 20 steps).  On the coefficients ``xbar = V^T x / a``
-  of the SVD ``A = U S V^T`` (``spectral``: the operator's ``svd()``), with ``ybar = S^+ U^T y = V^T A^+ y`` and
-  per-coefficient noise ``sigma_y / s_k``.  Start: ``xbar_N ~ N(ybar, s_N^2 - sigma_y^2/s_k^2)``
-  where ``s_k s_N > sigma_y``, ``N(0, s_N^2)`` elsewhere.  Step i -> i-1, with ``x0bar, epsbar``
-  the denoiser's x0 and eps at ``x_i`` (``epsbar = (xbar_i - x0bar) / s_i``), c = sqrt(1-eta^2):
+  of the SVD ``A = U S V^T`` (``spectral``: the operator's ``svd()``), with
+  ``ybar = S^+ U^T y = V^T A^+ y`` and per-coefficient noise ``sigma_y / s_k``.  Start:
+  ``xbar_N ~ N(ybar, s_N^2 - sigma_y^2/s_k^2)`` where ``s_k s_N > sigma_y``, ``N(0, s_N^2)``
+  elsewhere.  Step i -> i-1, with ``x0bar, epsbar`` the denoiser's x0 and eps at ``x_i``
+  (``epsbar = (xbar_i - x0bar) / s_i``), c = sqrt(1-eta^2):
   unmeasured (``s_k = 0``): ``x0bar + c s_{i-1} epsbar + eta s_{i-1} z``;
   ``s_{i-1} < sigma_y/s_k``: ``x0bar + c s_{i-1} (ybar - x0bar) / (sigma_y/s_k) + eta s_{i-1} z``;
   ``s_{i-1} >= sigma_y/s_k``: ``(1 - eta_b) x0bar + eta_b ybar
