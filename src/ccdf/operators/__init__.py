@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .. import io
 from .base import LinearOperator, Spectral, cg, kron_svd
 from .blur import (BLUR_KERNELS, Blur, gaussian_kernel, kernel_from_array, make_kernel,
                    motion_kernel, uniform_kernel)
@@ -61,8 +62,6 @@ def _inpaint_mask(spec, image_shape: tuple, seed: int) -> torch.Tensor:
         if not path.is_file():
             raise ValueError(f"mask must be 'box', 'random:FRACTION', a 2-D array or an image/.npy "
                              f"file; got {spec!r}")
-        from .. import io
-
         arr = io.read_npy(path) if path.suffix.lower() == ".npy" else io.read_image(path, channels=1)
         return mask_from_array(arr, image_shape)
     if isinstance(spec, torch.Tensor) and spec.dtype == torch.bool and spec.dim() == 3:

@@ -25,7 +25,8 @@ What the rest of the library asks of an operator, with defaults a new operator m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -60,8 +61,8 @@ class LinearOperator:
     consistency: str = "projection"
     #: the peers' settings for this operator's task, ``{peer: {option: value}}``, applied by
     #: ``peers.run_peer`` under the caller's options (and read by ``peers.dps`` for its
-    #: default ``zeta``); read-only, a subclass sets its own dict
-    peer_defaults: dict = {}
+    #: default ``zeta``); a subclass sets its own dict (this one is read-only: none)
+    peer_defaults: Mapping = MappingProxyType({})
 
     @property
     def name(self) -> str:

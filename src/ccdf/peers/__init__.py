@@ -57,6 +57,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from ..reconstruct import check_model_input, model_space
 from ._common import check_sigma, check_y
 from ._ddrm import ddrm
 from ._diffpir import DiffPIRStep, diffpir
@@ -95,8 +96,6 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     """
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
-    from ..reconstruct import check_model_input, model_space
-
     sigma_y = check_sigma(sigma_y)
     check_y(y01)
     template = operator.A_pinv(y01)
