@@ -4,10 +4,11 @@ Every case of CASES goes through the same generic checks (float64, batch 2, tiny
 Re<A x, y> = <x, A^T y>; A A^+ A = A; P P = P; <P x, z> = <x, P z>; the Projection and
 GradientStep consistency steps are non-expansive (same noise from identically seeded
 generators) and the projection at b = 0 reproduces y; dtype and shape are kept; wrong shapes
-raise ValueError; where the operator has an SVD (``peers.spectral``), V is orthonormal and
-V diag(s^2) V^H equals the dense A^T A.  The proximal step (``Prox``) equals a dense solve and
-is firmly non-expansive.  Exact operators reach ~1e-15; the tolerance 1e-6 on pseudo-inverse
-identities is set by the CG pseudo-inverse of the multi-coil case.
+raise ValueError; where the operator has an SVD (its ``svd()``, ``peers.spectral``), V is
+orthonormal and V diag(s^2) V^H equals the dense A^T A.  The proximal step (``Prox``) equals a
+dense solve and is firmly non-expansive.  Exact operators reach ~1e-15; the tolerance 1e-6 on
+pseudo-inverse identities is set by the CG pseudo-inverse of the multi-coil case.  The last
+case, ``RowBlur``, is an operator defined in a test file only (``test_toy_operator``).
 """
 
 import math
@@ -22,6 +23,7 @@ from ccdf.operators import (MASKS, MRI, Blur, Inpainting, SuperResolution, birdc
                             box_mask, centered, centre_lines, gaussian1d, make_operator,
                             mask_from_array, random1d, random_mask, uniform1d, uniform_kernel,
                             upsample_bicubic, vd2d, zero_filled)
+from test_toy_operator import RowBlur
 
 B = 2
 TOL = 1e-6
@@ -73,6 +75,7 @@ CASES = [  # (id, factory) -- every factory returns a LinearOperator on tiny ima
     ("mri-multicoil-per-image", lambda: MRI(uniform1d(16, 16, 2), complex_image=True,
                                             coils=torch.stack([birdcage_maps(4, 16, 16, r)
                                                                for r in (1.5, 2.0)]))),
+    ("toy-row-blur", lambda: RowBlur((2, 6, 8))),   # defined in test_toy_operator.py only
 ]
 
 
@@ -223,6 +226,14 @@ def test_wrong_shape_raises(op):
         op.A(torch.zeros(B, c, h + 2, w, dtype=torch.float64))
     with pytest.raises(ValueError):
         op.A(torch.zeros(c, h, w, dtype=torch.float64))
+
+
+def test_start_and_view_are_images(op):
+    """The hooks the solvers use: the classic start and the drawing of y are images."""
+    y = op.A(rand_x(op, _gen(14)))
+    start, view = op.classic_start(y), op.show(y)
+    assert start.shape == view.shape == (B, *op.image_shape) and not view.is_complex()
+    assert isinstance(op.name, str) and op.name
 
 
 def _dense_real(op):

@@ -297,6 +297,24 @@ def test_posterior_mean_on_independent_gaussian_prior(name, peer, steps):
 
 
 # ------------------------------------------------------------------------- DPS
+def test_dps_step_sizes_are_the_operators():
+    """The reference configs' zeta, held by each operator (MRI takes inpainting's)."""
+    want = {"sr-avg": 0.3, "sr-bicubic": 0.3, "inpaint": 0.5, "mri": 0.5, "mri-complex": 0.5,
+            "deblur-gaussian": 0.3, "deblur-motion": 0.3}
+    assert {k: op.peer_defaults["dps"]["zeta"] for k, op in _ops().items()} == want
+
+    class Scale(LinearOperator):   # no peer_defaults: DPS asks for zeta
+        image_shape = SHAPE
+
+        def A(self, x):
+            return 2 * x
+
+        A_adjoint = A
+
+    with pytest.raises(ValueError, match="no default DPS step size for Scale"):
+        peers.dps(_model(), Scale(), torch.zeros(1, *SHAPE, dtype=torch.float64), steps=2)
+
+
 def test_dps_single_step_is_ddpm_step_minus_norm_gradient():
     """steps = 1: x_1 = b_1 z, then x_0 = x0_hat(x_1) (the noiseless last DDPM step) minus
     zeta grad ||y - A x0_hat(x_1)||, with the Gaussian x0_hat(x) = mean + K (x - a mean),

@@ -84,9 +84,8 @@ def plot_psnr_vs_t0(res: dict, path: Path) -> None:
 
 
 def _view(s) -> torch.Tensor:
-    if hasattr(s.op, "factor"):
-        return torch.nn.functional.interpolate(s.y, size=s.x.shape[-2:], mode="nearest")
-    return s.op.A_adjoint(s.y).abs().clamp(0, 1) if s.y.is_complex() else s.y
+    """The measurement column: the operator's drawing of y (``LinearOperator.show``)."""
+    return s.op.show(s.y)
 
 
 def grid_columns(res: dict, bench) -> list[str]:

@@ -1,7 +1,10 @@
 """Forward operators y = A x of the CCDF tasks (and deblurring), and ``make_operator`` to build one by name.
 
 Every operator has ``A``, ``A_adjoint`` (real inner product), ``A_pinv`` (Moore-Penrose) and
-``project`` (P = A_pinv A), validates its input shape, and keeps the input's dtype and device.
+``project`` (P = A_pinv A), validates its input shape, and keeps the input's dtype and device;
+what the solvers ask of it beyond that (its classic start, SVD, peer settings, how its
+measurement is drawn) it answers itself (``base.LinearOperator``), so a new operator is one
+subclass.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .base import LinearOperator, Spectral, cg
+from .. import io
+from .base import LinearOperator, Spectral, cg, kron_svd
 from .blur import (BLUR_KERNELS, Blur, gaussian_kernel, kernel_from_array, make_kernel,
                    motion_kernel, uniform_kernel)
 from .inpaint import Inpainting, box_mask, mask_from_array, random_mask
@@ -21,7 +25,8 @@ from .sr import KERNELS, SuperResolution, upsample_bicubic
 TASKS = ("sr", "inpaint", "mri", "deblur")
 
 __all__ = [
-    "LinearOperator", "cg", "SuperResolution", "upsample_bicubic", "Inpainting", "box_mask",
+    "LinearOperator", "cg", "kron_svd", "SuperResolution", "upsample_bicubic", "Inpainting",
+    "box_mask",
     "random_mask", "mask_from_array", "MRI", "uniform1d", "random1d", "gaussian1d", "vd2d",
     "centre_lines", "centered",
     "birdcage_maps", "zero_filled", "make_operator", "TASKS", "PATTERNS", "KERNELS", "MASKS",
@@ -57,8 +62,6 @@ def _inpaint_mask(spec, image_shape: tuple, seed: int) -> torch.Tensor:
         if not path.is_file():
             raise ValueError(f"mask must be 'box', 'random:FRACTION', a 2-D array or an image/.npy "
                              f"file; got {spec!r}")
-        from .. import io
-
         arr = io.read_npy(path) if path.suffix.lower() == ".npy" else io.read_image(path, channels=1)
         return mask_from_array(arr, image_shape)
     if isinstance(spec, torch.Tensor) and spec.dtype == torch.bool and spec.dim() == 3:

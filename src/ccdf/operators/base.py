@@ -7,14 +7,26 @@
 * ``project(x) = A_pinv(A(x))`` is the orthogonal projection P onto the measured subspace
   (the row space of A), so ``I - P`` is non-expansive -- the condition Theorem 1 needs;
 * ``prox_l2(x0, y, rho) = argmin_x ||y - A x||^2 + rho ||x - x0||^2`` (conjugate gradients
-  unless the operator has a closed form);
-* ``svd()``: the operator's SVD as a ``Spectral`` where it knows one (None otherwise).
+  unless the operator has a closed form).
+
+What the rest of the library asks of an operator, with defaults a new operator may keep:
+
+* ``classic_start(y, sigma_y)``: the classic initial estimate x0_hat (``init.classic``, the
+  "come closer" start); default clamp(A^+ y);
+* ``svd()``: the SVD as a ``Spectral`` where the operator knows one in closed form: DDRM's
+  basis and DiffPIR's data step (``peers.spectral``); default None (DDRM refuses the
+  operator, DiffPIR takes conjugate gradients);
+* ``peer_defaults``: the peers' published settings for this task, by peer name, under the
+  caller's options (``peers.run_peer``; e.g. {"dps": {"zeta": 0.5}}, DPS's step size);
+* ``name``: how messages name the operator; ``show(y)``: the measurement drawn as an image
+  (``ccdf bench``'s grid).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -47,6 +59,31 @@ class LinearOperator:
     value_range: tuple = (0.0, 1.0)
     #: the consistency step ``reconstruct`` uses unless told otherwise (``consistency.CONSISTENCY``)
     consistency: str = "projection"
+    #: the peers' settings for this operator's task, ``{peer: {option: value}}``, applied by
+    #: ``peers.run_peer`` under the caller's options (and read by ``peers.dps`` for its
+    #: default ``zeta``); a subclass sets its own dict (this one is read-only: none)
+    peer_defaults: Mapping = MappingProxyType({})
+
+    @property
+    def name(self) -> str:
+        """A short name for messages (default: the class name)."""
+        return type(self).__name__
+
+    def classic_start(self, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+        """The classic initial estimate x0_hat (B, C, H, W) for the measurement y, in
+        ``value_range`` (``init.classic``); ``sigma_y``: y's noise level on the images' scale,
+        for starts that depend on it.  Default: clamp(A^+ y), the minimum-norm least-squares
+        image."""
+        return self.clamp(self.A_pinv(y))
+
+    def show(self, y: Tensor) -> Tensor:
+        """The measurement y drawn as an image (B, C, H, W), values meant for [0, 1].
+        Default: y itself when it is a real image of the operator's shape, else |A^+ y|
+        clipped to [0, 1]."""
+        if not y.is_complex() and self.image_shape is not None and \
+                tuple(y.shape[1:]) == tuple(self.image_shape):
+            return y
+        return self.A_pinv(y).abs().clamp(0, 1)
 
     def clamp(self, x: Tensor) -> Tensor:
         """x clamped to ``value_range``; complex images are returned as they are."""
@@ -104,6 +141,33 @@ class LinearOperator:
         if self.image_shape is not None and tuple(x.shape[1:]) != tuple(self.image_shape):
             raise ValueError(f"image shape {tuple(x.shape[1:])} does not match the operator's "
                              f"{tuple(self.image_shape)}")
+
+
+def kron_svd(dh: Tensor, dw: Tensor) -> Spectral:
+    """The SVD of the separable x -> dh x dw^T, dh (H', H) and dw (W', W) float64, from the
+    1-D SVDs (Kronecker structure): V^T x = Vh_h x Vh_w^T on (B, C, H, W), s = s_h s_w^T
+    (H, W), zero-padded where a factor has fewer rows than columns."""
+    def one(d):
+        _, sv, vh = torch.linalg.svd(d, full_matrices=True)       # vh: (n, n)
+        full = torch.zeros(d.shape[1], dtype=torch.float64)
+        full[: sv.numel()] = sv
+        return vh, full
+
+    vh_h, s_h = one(dh)
+    vh_w, s_w = one(dw)
+
+    def mats(x):
+        return vh_h.to(x.device, x.dtype), vh_w.to(x.device, x.dtype)
+
+    def vt(x):
+        h, w = mats(x)
+        return torch.einsum("ij,bcjk,lk->bcil", h, x, w)
+
+    def v(c):
+        h, w = mats(c)
+        return torch.einsum("ji,bcjk,kl->bcil", h, c, w)
+
+    return Spectral(vt, v, s_h[:, None] * s_w[None, :])
 
 
 def cg(op, b: Tensor, n_iter: int = 100, tol: float = 1e-10) -> Tensor:

@@ -29,11 +29,13 @@ Kernels (float64 (kh, kw), non-negative, summing to 1):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import io
 from .base import LinearOperator, Spectral
 
 BLUR_KERNELS = ("gaussian", "uniform", "motion")
@@ -143,6 +145,7 @@ class Blur(LinearOperator):
     #: consistency step ``reconstruct`` uses by default: the pseudo-inverse of a blur is
     #: ill-conditioned, the proximal step (``consistency.Prox``) is not
     consistency = "prox"
+    name = "deblurring"
     #: the peers' deblurring settings (``peers.run_peer``): DPS's reference configs
     #: (gaussian_deblur_config.yaml, motion_deblur_config.yaml: scale 0.3); DiffPIR keeps
     #: lambda = 7, zeta = 0.3 (its defaults here): its code's deblurring config (lambda 1,
@@ -260,14 +263,10 @@ def make_kernel(kernel="gaussian", kernel_sigma: float = 2.0, kernel_size: int |
             return uniform_kernel(5 if kernel_size is None else kernel_size)
         if kernel == "motion":
             return motion_kernel(9 if kernel_size is None else kernel_size, 0.5, seed)
-        from pathlib import Path
-
         path = Path(kernel)
         if not path.is_file():
             raise ValueError(f"blur kernel must be gaussian, uniform, motion or a .npy/image "
                              f"file; got {kernel!r}")
-        from .. import io
-
         arr = io.read_npy(path) if path.suffix.lower() == ".npy" else \
             io.read_image(path, channels=1).numpy()
         return kernel_from_array(arr)

@@ -21,6 +21,8 @@ ESPIRiT to sum_c |S_c|^2 = 1 where the object is and 0 outside (eigenvalue crop)
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 #: fewer fully sampled centre lines than this and ESPIRiT's maps are not trusted (refused)
 MIN_CALIBRATION = 8
@@ -107,9 +109,6 @@ def _interpolate(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     """Maps (C, h', w') on a coarse grid of the same (centred) field of view -> (C, h, w):
     bilinear in the real and imaginary parts at the fine pixel centres, then unit RSS where
     the interpolated RSS is >= 0.5 (the eigenvalue crop's support) and 0 elsewhere."""
-    import torch
-    import torch.nn.functional as F
-
     hc, wc = maps.shape[-2:]
     # fine pixel i sits at (i - h // 2) / (h / hc) + hc // 2 coarse pixels (centres aligned)
     u = (torch.arange(h, dtype=torch.float64) - h // 2) * (hc / h) + hc // 2

@@ -2,7 +2,9 @@
 
 The measurement y has the image's shape (B, C, H, W) with zeros at the missing pixels.  M is
 an orthogonal projection, so A = A_adjoint = A_pinv = P = multiplication by the mask (the
-score-SDE / CCDF replacement of the known pixels).
+score-SDE / CCDF replacement of the known pixels); the SVD is V = I, s = M.  The classic
+start fills the holes with the mean of the observed pixels; DPS's step size is its
+reference config's, zeta = 0.5.
 
 Mask builders return bool tensors shaped (H, W):
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import LinearOperator
+from .base import LinearOperator, Spectral
 
 
 def _check_hw(h, w) -> tuple[int, int]:
@@ -75,6 +77,10 @@ def mask_from_array(arr, shape) -> Tensor:
 class Inpainting(LinearOperator):
     """A x = M x on (B, C, H, W); mask (H, W) (any C) or (C, H, W), True = observed."""
 
+    name = "inpainting"
+    #: the peers' inpainting settings (``peers.run_peer``): DPS's reference configs, zeta = 0.5
+    peer_defaults = {"dps": {"zeta": 0.5}}
+
     def __init__(self, mask, image_shape: tuple | None = None):
         mask = torch.as_tensor(mask)
         if mask.dtype != torch.bool:
@@ -124,3 +130,18 @@ class Inpainting(LinearOperator):
 
     def norm(self, n_iter: int = 30) -> float:
         return 1.0 if bool(self.mask.any()) else 0.0
+
+    def svd(self) -> Spectral:
+        """V = I, s = the mask (1 observed, 0 missing)."""
+        return Spectral(lambda x: x, lambda c: c, self.mask.to(torch.float64))
+
+    def classic_start(self, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+        """The observed pixels, each hole filled with the mean of the observed pixels of its
+        image and channel."""
+        m = self.A(torch.ones_like(y)).to(y.dtype)
+        fill = (y * m).flatten(2).sum(2) / m.flatten(2).sum(2).clamp_min(1)
+        return y * m + (1 - m) * fill[..., None, None]
+
+    def show(self, y: Tensor) -> Tensor:
+        """y itself: the observed pixels, zeros in the holes."""
+        return y

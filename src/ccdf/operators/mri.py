@@ -22,6 +22,14 @@ Three operators (see ``MRI``):
   A_pinv solves the normal equations A^H A x = A^H y by conjugate gradients from zero (the
   minimum-norm least-squares solution), in float64 (in the input's precision for a loose
   ``cg_tol`` >= 1e-6).
+
+The SVD (``MRI.svd``, single coil): complex images, V^T = F (times the known phase), s = M;
+real images, V = F again (its coefficients of a real image are Hermitian symmetric, and a real
+orthonormal basis pairs k with -k), s = sqrt((M(k) + M(-k)) / 2): 1 where both of a conjugate
+pair are sampled, 1/sqrt(2) where one is (A^T A = F^H D F above).  Multi-coil: none (no cheap
+formula gives it).  The classic start is the base's clamp(A^+ y) (real images: >= 0, not
+clipped above); DPS's step size, not in the paper, is inpainting's (zeta = 0.5): the operator
+is a mask of an orthogonal transform too.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import LinearOperator, cg
+from .base import LinearOperator, Spectral, cg
 
 PATTERNS = ("uniform1d", "random1d", "gaussian1d", "vd2d")
 
@@ -277,6 +285,8 @@ class MRI(LinearOperator):
     """
 
     value_range = (0.0, None)
+    #: the peers' MRI settings (``peers.run_peer``): DPS zeta as for inpainting (see module)
+    peer_defaults = {"dps": {"zeta": 0.5}}
 
     def __init__(self, mask, image_shape: tuple | None = None, complex_image: bool = False,
                  coils: Tensor | None = None, cg_iters: int = 200, cg_tol: float = 1e-10,
@@ -331,6 +341,26 @@ class MRI(LinearOperator):
             s = torch.linalg.vector_norm(x, dim=(1, 2, 3), keepdim=True)
             x = x / s.clamp_min(1e-300)
         return float(s.max()) ** 0.5
+
+    @property
+    def name(self) -> str:
+        return "MRI with coil maps" if self.coils is not None else "MRI"
+
+    def svd(self) -> Spectral | None:
+        """Single coil: V^T = F (times the known phase), s from the mask (see the module
+        docstring); None with coil maps."""
+        if self.coils is not None:
+            return None
+        m = self.mask.to(torch.float64)
+        if self.complex_image:  # a known phase e: A = M F diag(e), so V^T = F diag(e)
+            return Spectral(lambda x: fft2c(self._mod(x)),
+                            lambda c: self._mod(ifft2c(c), conj=True), m)
+        s = ((m + self.mask_flip.to(torch.float64)) / 2).sqrt()
+        return Spectral(fft2c, lambda c: ifft2c(c).real.contiguous(), s)
+
+    def show(self, y: Tensor) -> Tensor:
+        """The zero-filled image |A^T y| (coil-combined with coil maps), clipped to [0, 1]."""
+        return self.A_adjoint(y).abs().clamp(0, 1)
 
     # ---- validation
     def check(self, x: Tensor) -> None:

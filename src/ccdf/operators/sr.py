@@ -12,7 +12,11 @@
   computed in float64 (the pseudo-inverse of a Kronecker product is the product of the
   pseudo-inverses), so A A_pinv A = A to rounding.
 
-``upsample_bicubic`` is the classic (non-inverse) bicubic upsampling used as an initial estimate.
+The SVD (``svd``): A x = D_h x D_w^T (average pooling: D = I kron 1^T / f), so V and s come from
+the 1-D SVDs (``base.kron_svd``; s = 1/f on every block mean for average pooling).
+
+``upsample_bicubic`` is the classic (non-inverse) bicubic upsampling, the classic initial
+estimate (``classic_start``); DPS's step size is its reference config's, zeta = 0.3.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LinearOperator
+from .base import LinearOperator, Spectral, kron_svd
 
 KERNELS = ("avg", "bicubic")
 
@@ -59,6 +63,9 @@ def bicubic_matrix(n: int, factor: int, a: float = -0.5) -> Tensor:
 
 class SuperResolution(LinearOperator):
     """A: (B, C, H, W) -> (B, C, H/f, W/f), average pooling or antialiased bicubic (see module)."""
+
+    #: the peers' SR settings (``peers.run_peer``): DPS's reference configs, zeta = 0.3
+    peer_defaults = {"dps": {"zeta": 0.3}}
 
     def __init__(self, factor: int, image_shape: tuple, kernel: str = "avg"):
         self.factor = f = _int_factor(factor)
@@ -116,6 +123,30 @@ class SuperResolution(LinearOperator):
             return _replicate(y, self.factor)
         ph, pw = self._mats(y, self._dh_pinv, self._dw_pinv)
         return torch.einsum("ij,bcjk,lk->bcil", ph, y, pw)
+
+    @property
+    def name(self) -> str:
+        return f"super-resolution x{self.factor} ({self.kernel})"
+
+    def svd(self) -> Spectral:
+        """V^T x = Vh_h x Vh_w^T from the SVDs of the 1-D factors D_h, D_w (see module)."""
+        _, h, w = self.image_shape
+        if self.kernel == "bicubic":
+            return kron_svd(self._dh, self._dw)
+        f = self.factor
+
+        def mat(n):  # (n / f, n): the mean of each block of f
+            return torch.kron(torch.eye(n // f, dtype=torch.float64),
+                              torch.full((1, f), 1.0 / f, dtype=torch.float64))
+        return kron_svd(mat(h), mat(w))
+
+    def classic_start(self, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+        """Bicubic upsampling of the low-resolution image (``upsample_bicubic``), clipped."""
+        return self.clamp(upsample_bicubic(y, self.factor))
+
+    def show(self, y: Tensor) -> Tensor:
+        """The low-resolution image at the image's size, each pixel an f x f block."""
+        return F.interpolate(y, size=self.image_shape[-2:], mode="nearest")
 
 
 def _replicate(y: Tensor, f: int) -> Tensor:

@@ -9,10 +9,11 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
 
 * ``ddrm`` -- Kawar, Elad, Ermon & Song, "Denoising Diffusion Restoration Models", NeurIPS 2022
   (defaults ``eta = 0.85``, ``eta_b = 1``, 20 steps).  On the coefficients ``xbar = V^T x / a``
-  of the SVD ``A = U S V^T`` (``spectral``), with ``ybar = S^+ U^T y = V^T A^+ y`` and
-  per-coefficient noise ``sigma_y / s_k``.  Start: ``xbar_N ~ N(ybar, s_N^2 - sigma_y^2/s_k^2)``
-  where ``s_k s_N > sigma_y``, ``N(0, s_N^2)`` elsewhere.  Step i -> i-1, with ``x0bar, epsbar``
-  the denoiser's x0 and eps at ``x_i`` (``epsbar = (xbar_i - x0bar) / s_i``), c = sqrt(1-eta^2):
+  of the SVD ``A = U S V^T`` (``spectral``: the operator's ``svd()``), with
+  ``ybar = S^+ U^T y = V^T A^+ y`` and per-coefficient noise ``sigma_y / s_k``.  Start:
+  ``xbar_N ~ N(ybar, s_N^2 - sigma_y^2/s_k^2)`` where ``s_k s_N > sigma_y``, ``N(0, s_N^2)``
+  elsewhere.  Step i -> i-1, with ``x0bar, epsbar`` the denoiser's x0 and eps at ``x_i``
+  (``epsbar = (xbar_i - x0bar) / s_i``), c = sqrt(1-eta^2):
   unmeasured (``s_k = 0``): ``x0bar + c s_{i-1} epsbar + eta s_{i-1} z``;
   ``s_{i-1} < sigma_y/s_k``: ``x0bar + c s_{i-1} (ybar - x0bar) / (sigma_y/s_k) + eta s_{i-1} z``;
   ``s_{i-1} >= sigma_y/s_k``: ``(1 - eta_b) x0bar + eta_b ybar
@@ -25,8 +26,9 @@ returns ``(x, nfe)``, nfe = the number of (batched) network calls = steps.
   variant), then ``x_{i-1} -= zeta grad_{x_i} ||y - A x0_hat(x_i)||``: the paper's
   ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i = zeta' / ||y - A x0_hat||``, the factor 2
   folded into ``zeta`` as in the reference code (which differentiates the norm itself).
-  ``zeta``: 0.3 for SR and deblurring, 0.5 for inpainting (the reference configs); MRI (not in the paper)
-  takes the inpainting value, its operator being a mask of an orthogonal transform too.  The
+  ``zeta``: the operator's ``peer_defaults["dps"]["zeta"]``: 0.3 for SR and deblurring, 0.5 for
+  inpainting (the reference configs); MRI (not in the paper) takes the inpainting value, its
+  operator being a mask of an orthogonal transform too.  The
   norm is per batch item (the reference takes one norm over the whole batch).  Each step also
   runs one backward pass through the network, which NFE does not count.
 * ``diffpir`` -- Zhu, Zhang, Liang, Cao, Wen, Timofte & Van Gool, "Denoising Diffusion Models for
@@ -55,14 +57,15 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from ..reconstruct import check_model_input, model_space
 from ._common import check_sigma, check_y
 from ._ddrm import ddrm
 from ._diffpir import DiffPIRStep, diffpir
-from ._dps import DPS_ZETA, dps
+from ._dps import dps
 from ._svd import Spectral, data_prox, spectral
 
 __all__ = ["Spectral", "spectral", "data_prox", "ddrm", "dps", "diffpir", "DiffPIRStep", "PEERS",
-           "Peer", "run_peer", "DPS_ZETA"]
+           "Peer", "run_peer"]
 
 
 class Peer(NamedTuple):
@@ -93,15 +96,13 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     """
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
-    from ..reconstruct import check_model_input, model_space
-
     sigma_y = check_sigma(sigma_y)
     check_y(y01)
     template = operator.A_pinv(y01)
     ones = torch.ones_like(template.real if template.is_complex() else template)
     check_model_input(model, ones)
     peer = PEERS[name]
-    options = {**(getattr(operator, "peer_defaults", None) or {}).get(name, {}), **options}
+    options = {**operator.peer_defaults.get(name, {}), **options}
     y_m, _, sigma_m, back = model_space(model, operator, y01, None, sigma_y)
     x_m, nfe = peer.run(model, operator, y_m, steps=peer.steps if steps is None else steps,
                         generator=generator, sigma_y=sigma_m, **options)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..models.denoiser import Prediction
+from ..models.denoiser import Prediction, data_scale
 from ..noise import randn_like
 from ..samplers import solve
 from ._common import check_sigma, check_y, grid_of
@@ -50,8 +50,6 @@ def diffpir(model, operator, y: Tensor, *, steps: int = 100,
     width S, ``max(sigma_y, S sigma_floor) / 2``, which gives every model the same rho_i.
     ``sigma_floor = 0`` with sigma_y = 0 makes the data step an exact projection onto A x = y.
     """
-    from ..models.denoiser import data_scale
-
     sigma_y = check_sigma(sigma_y)
     check_y(y)
     if not math.isfinite(sigma_floor) or sigma_floor < 0:

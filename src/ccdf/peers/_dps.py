@@ -9,24 +9,8 @@ from torch import Tensor
 
 from ..models.denoiser import Prediction, evaluate
 from ..noise import randn_like
-from ..operators.inpaint import Inpainting
-from ..operators.mri import MRI
-from ..operators.sr import SuperResolution
 from ..samplers import Ancestral
 from ._common import check_sigma, check_y, grid_of, times
-
-#: DPS step size zeta per task (reference configs: SR 0.3, inpainting 0.5; MRI as inpainting)
-DPS_ZETA = {"sr": 0.3, "inpaint": 0.5, "mri": 0.5}
-
-
-def _task(operator) -> str | None:
-    if isinstance(operator, SuperResolution):
-        return "sr"
-    if isinstance(operator, Inpainting):
-        return "inpaint"
-    if isinstance(operator, MRI):
-        return "mri"
-    return None
 
 
 def dps(model, operator, y: Tensor, *, steps: int = 1000, generator: torch.Generator | None = None,
@@ -36,14 +20,14 @@ def dps(model, operator, y: Tensor, *, steps: int = 1000, generator: torch.Gener
     A separate loop rather than a step of ``samplers.solve``: the correction is a gradient with
     respect to x_i through the network (``solve`` runs without autograd and its consistency
     only sees x_{i-1}).  ``sigma_y`` is only checked: DPS's step size does not use it.
+    ``zeta=None``: the operator's ``peer_defaults["dps"]["zeta"]`` (its task's reference value).
     """
     check_sigma(sigma_y)
     check_y(y)
     if zeta is None:
-        task = _task(operator)
-        if task is None:
-            raise ValueError(f"no default DPS step size for {type(operator).__name__}; pass zeta")
-        zeta = DPS_ZETA[task]
+        zeta = operator.peer_defaults.get("dps", {}).get("zeta")
+        if zeta is None:
+            raise ValueError(f"no default DPS step size for {operator.name}; pass zeta")
     if not math.isfinite(zeta) or zeta < 0:
         raise ValueError(f"DPS zeta must be a finite number >= 0, got {zeta}")
     grid = grid_of(model, steps)
