@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .consistency import CONSISTENCY, Chain, RealImage
+from .consistency import CONSISTENCY, Chain, RealImage, Support
 from .models.denoiser import data_scale, from_model, measurement_to_model, to_model
 from .samplers import solve
 
@@ -98,6 +98,8 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     ``samples`` = K posterior samples per image, run together as one batch of B K.
     ``real_image``: the image is known real (complex prior, phase in the operator): Im x is
     held at its diffused value 0 after every consistency step (``consistency.RealImage``).
+    An operator with a ``support`` (multi-coil MRI with cropped ESPIRiT maps) gets the support
+    constraint after every consistency step (``consistency.Support``).
     ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
     (``operator.consistency``: "projection", or "prox" for deblurring).
     """
@@ -116,6 +118,9 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     cons = CONSISTENCY[consistency](operator, y_m, sigma_y=sigma_m)
     if real_image:
         cons = Chain(cons, RealImage())
+    support = getattr(operator, "support", None)
+    if support is not None:  # pixels no coil sees are measured zeros, not the prior's
+        cons = Chain(cons, Support(support))
     res = solve(model, x_m, steps=steps, t0=t0, sampler=sampler, consistency=cons,
                 generator=generator, eta=eta, corrector=corrector, callback=callback)
     xs = back(res.x).reshape(b, samples, *x0_hat.shape[1:])
