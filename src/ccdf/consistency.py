@@ -150,6 +150,25 @@ class RealImage:
         return torch.complex(x.real, im)
 
 
+class Support:
+    """Pixels known to be zero (outside the coil maps' support, ``MRI.support``):
+    x <- b z there, the measurement x_0 = 0 diffused to level (a, b), and x elsewhere.  An
+    orthogonal projection onto an affine set that commutes with the data projection (A does not
+    see those pixels), so chained after it the pair is the projection onto the intersection.
+    ``mask``: bool (1 or B, 1, H, W), True where the image may be non-zero; a batch of B K
+    (K samples per image) uses image b's mask for its K consecutive items."""
+
+    def __init__(self, mask: Tensor):
+        self.mask = mask
+
+    def __call__(self, x: Tensor, a: float, b: float, generator=None) -> Tensor:
+        m = self.mask.to(x.device)
+        if m.shape[0] not in (1, x.shape[0]):
+            m = m.repeat_interleave(x.shape[0] // m.shape[0], 0)
+        outside = b * randn_like(x, generator) if b > 0 else torch.zeros_like(x)
+        return torch.where(m, x, outside)
+
+
 class Chain:
     """Consistency steps applied in order (each non-expansive, so is their composition).
     A chain led by a step on the Tweedie estimate (``tweedie``, ``ConjugateGradient``) is one

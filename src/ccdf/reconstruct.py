@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .consistency import CONSISTENCY, Chain, PerItem, RealImage
+from .consistency import CONSISTENCY, Chain, PerItem, RealImage, Support
 from .models.denoiser import WithClassLabel, data_scale, from_model, measurement_to_model, to_model
 from .noise import StackedGenerator
 from .samplers import solve
@@ -111,6 +111,8 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     ``samples`` = K posterior samples per image, run together as one batch of B K.
     ``real_image``: the image is known real (complex prior, phase in the operator): Im x is
     held at its diffused value 0 after every consistency step (``consistency.RealImage``).
+    An operator with a ``support`` (multi-coil MRI with cropped ESPIRiT maps) gets the support
+    constraint after every consistency step (``consistency.Support``).
     ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
     (``operator.consistency``: "projection", or "prox" for deblurring).
     """
@@ -153,7 +155,10 @@ def reconstruct_batch(model, problems: list, *, t0: float = 0.2, steps: int = 10
             x_m = x_m.repeat_interleave(samples, 0)
         cons = CONSISTENCY[name](p.operator, y_m, sigma_y=sigma_m)
         starts.append(x_m)
-        steps_.append(Chain(cons, RealImage()) if real_image else cons)
+        extra = [RealImage()] if real_image else []
+        if p.operator.support is not None:  # pixels no coil sees: measured zeros
+            extra.append(Support(p.operator.support))
+        steps_.append(Chain(cons, *extra) if extra else cons)
         backs.append(back)
     one = len(problems) == 1
     labels = [p.class_label for p in problems]

@@ -19,7 +19,10 @@ What the rest of the library asks of an operator, with defaults a new operator m
 * ``peer_defaults``: the peers' published settings for this task, by peer name, under the
   caller's options (``peers.run_peer``; e.g. {"dps": {"zeta": 0.5}}, DPS's step size);
 * ``name``: how messages name the operator; ``show(y)``: the measurement drawn as an image
-  (``ccdf bench``'s grid).
+  (``ccdf bench``'s grid);
+* ``support``: None, or a bool (1 or B, 1, H, W) mask of the pixels that may be non-zero
+  (multi-coil MRI with cropped coil maps: A is blind outside, so those pixels are measured
+  zeros; ``reconstruct`` chains ``consistency.Support``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class LinearOperator:
     #: ``peers.run_peer`` under the caller's options (and read by ``peers.dps`` for its
     #: default ``zeta``); a subclass sets its own dict (this one is read-only: none)
     peer_defaults: Mapping = MappingProxyType({})
+    #: pixels known to be zero: None (none), or a bool mask (1 or B, 1, H, W), True where the
+    #: image may be non-zero (see ``MRI.support``)
+    support: Tensor | None = None
 
     @property
     def name(self) -> str:

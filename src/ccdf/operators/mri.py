@@ -397,6 +397,20 @@ class MRI(LinearOperator):
             s = s.repeat_interleave(t.shape[0] // s.shape[0], 0)
         return s
 
+    @property
+    def support(self) -> Tensor | None:
+        """(1 or B, 1, H, W) bool: the pixels some coil sees (sum_c |S_c|^2 > 0), or None where
+        every pixel is seen (no coils, birdcage maps).  ESPIRiT's eigenvalue crop leaves the
+        maps 0 where no object is; A is blind there, so those pixels are measured zeros (the
+        support constraint ``consistency.Support``), not left to the prior."""
+        if self.coils is None:
+            return None
+        energy = (self.coils.abs() ** 2).sum(-3, keepdim=True)
+        seen = energy > 1e-6 * energy.amax(dim=(-2, -1), keepdim=True)
+        if bool(seen.all()):
+            return None
+        return seen if seen.dim() == 4 else seen[None]
+
     def _mod(self, x: Tensor, conj: bool = False) -> Tensor:
         if self.phase is None:
             return x
