@@ -14,7 +14,7 @@ import torch
 from ccdf import datasets, init, io, metrics
 from ccdf.models import load_model
 from ccdf.operators import make_operator
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", default="out/quickstart")

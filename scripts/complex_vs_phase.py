@@ -28,7 +28,7 @@ from ccdf import datasets, metrics
 from ccdf.models import load_model
 from ccdf.operators import MRI, make_operator
 from ccdf.operators.mri import centre_phase
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 
 
 def run(args) -> list[dict]:

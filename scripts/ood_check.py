@@ -24,7 +24,7 @@ from ccdf import datasets, init, metrics, ood
 from ccdf.models import load_model
 from ccdf.models.formats import load_restorer
 from ccdf.operators import make_operator
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 
 torch.set_num_threads(1)
 which = sys.argv[1] if len(sys.argv) > 1 else "image"

@@ -27,7 +27,7 @@ from ccdf import datasets, init, io, metrics
 from ccdf.bench_report import _plt, _save
 from ccdf.models import load_model
 from ccdf.operators import make_operator
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 from ccdf.samplers import solve
 
 GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)

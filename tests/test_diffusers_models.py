@@ -8,7 +8,7 @@ import torch
 
 from ccdf.models.denoiser import to_model
 from ccdf.models.formats import load_model
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 from ccdf.samplers import solve
 
 SIZE = 16

@@ -11,7 +11,7 @@ import torch
 
 from ccdf import datasets, init, io
 from ccdf.operators import MRI, make_operator
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 
 SHAPES = {"heldout256": (16, 256), "val64": (6, 64), "val128": (6, 128), "val256": (6, 256),
           "ood64": (7, 64), "ood128": (7, 128), "ood256": (7, 256)}

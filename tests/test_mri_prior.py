@@ -19,7 +19,7 @@ from ccdf.models.train import TrainConfig, make_model, warm_start
 from ccdf.operators import MRI, make_operator, uniform1d
 from ccdf.operators.mri import centre_block, centre_phase, fft2c
 from ccdf.patches import PatchSampler
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 
 SIZES = [(48, 48), (64, 64), (96, 80), (128, 128)]
 

@@ -16,7 +16,7 @@ import torch
 from ccdf.models.denoiser import GaussianDenoiser
 from ccdf.noise import StackedGenerator, randn_like
 from ccdf.operators import make_operator
-from ccdf.reconstruct import Problem, reconstruct, reconstruct_batch
+from ccdf.reconstruction import Problem, reconstruct, reconstruct_batch
 from ccdf.samplers import jump, solve
 from ccdf.schedules import VESchedule, VPSchedule
 

@@ -13,7 +13,7 @@ from ccdf.models.formats import save_restorer
 from ccdf.models.restorer import new_restorer
 from ccdf.models.sr3 import Conditioned, condition, train_sr3
 from ccdf.models.train import TrainConfig
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 from ccdf.operators import make_operator
 from ccdf.samplers import solve
 

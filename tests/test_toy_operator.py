@@ -15,7 +15,7 @@ from ccdf import init, peers
 from ccdf.models.denoiser import GaussianDenoiser, measurement_to_model
 from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.operators import LinearOperator, Spectral
-from ccdf.reconstruct import reconstruct
+from ccdf.reconstruction import reconstruct
 from ccdf.schedules import VPSchedule
 
 TAPS = (0.75, 0.25)

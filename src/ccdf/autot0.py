@@ -18,7 +18,7 @@ the evaluation ones) it sweeps t0, takes the smallest t0 within ``tol`` dB of th
 and stores k = (b^2/a^2)(t0*) / eps0 (eps0 as formed at run time, below) with the start's
 held-out error in ``autot0.json`` beside the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
 
-eps0 (per pixel, in the images' units; ``reconstruct.error_to_model`` turns it into model
+eps0 (per pixel, in the images' units; ``reconstruction.error_to_model`` turns it into model
 space) comes from, in order:
   * the start's held-out error stored with the calibration;
   * the restoration net's own held-out error saved with it (``heldout.mse_net``);
@@ -157,7 +157,7 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     "n_images", "curve": [[t0, psnr], ...]}; k = (b^2/a^2)(t0*) / (eps0 + residual) in model
     space, the same eps0 that ``choose_t0`` forms at run time (so that it returns t0* here):
     (eps0 + residual + sigma_y^2)."""
-    from .reconstruct import error_to_model, reconstruct
+    from .reconstruction import error_to_model, reconstruct
 
     y = operator.A(x) if y is None else y
     curve = []
@@ -220,7 +220,7 @@ def choose_t0(model, operator, y, x0_hat, steps: int, sigma_y: float = 0.0,
         src = "classic initializer's MSE on 8 prior samples"
     resid = residual(operator, y, x0_hat)
     eps0 = base + resid + float(sigma_y) ** 2
-    from .reconstruct import error_to_model
+    from .reconstruction import error_to_model
 
     t0 = t0_for_error(model.schedule, steps, error_to_model(model, x0_hat) * eps0, mu, t0_min, k)
     rule = (f"k = {k:.3g} (calibrated)" if k is not None else

@@ -49,7 +49,7 @@ from .models import load_model
 from .models.denoiser import data_scale, to_model
 from .noise import randn_like
 from .operators import make_operator
-from .reconstruct import reconstruct
+from .reconstruction import reconstruct
 from .samplers import jump
 from .schedules import n_prime
 

@@ -57,7 +57,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ..reconstruct import check_model_input, model_space
+from ..reconstruction import check_model_input, model_space
 from ._common import check_sigma, check_y
 from ._ddrm import ddrm
 from ._diffpir import DiffPIRStep, diffpir
@@ -88,7 +88,7 @@ def run_peer(name: str, model, operator, y01: Tensor, *, steps: int | None = Non
     """Run peer ``name`` on a measurement y01 of images in [0, 1]; returns (x01, nfe).
 
     As in ``reconstruct``: the measurement, its noise level and the result map between images
-    and the model's space (``reconstruct.model_space``: the data range [lo, hi], or a complex
+    and the model's space (``reconstruction.model_space``: the data range [lo, hi], or a complex
     prior's scale); the result is clamped to the operator's ``value_range``.  ``options`` go to
     the peer (ddrm: eta, eta_b; dps: zeta; diffpir: lam, zeta, sigma_floor), over the
     operator's own published settings for the peer (``operator.peer_defaults[name]``, e.g.

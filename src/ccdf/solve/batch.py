@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..reconstruct import Problem, reconstruct_batch
+from ..reconstruction import Problem, reconstruct_batch
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,10 @@ import torch
 
 from .. import io
 from ..metrics import center_crop, fastmri_volume
+from ..operators import MRI
 from ..operators.coils import (CalibrationError, check_calibration, coil_images, espirit_maps,
                                rss)
+from .items import Item, Source, hermitian, kspace_to_ours, select_slices, stem_of
 
 #: CG iterations of the multi-coil pseudo-inverse (the CG-SENSE start and the projection):
 #: early-stopped CG-SENSE, as used in practice (more iterations amplify noise)
@@ -138,9 +140,6 @@ def voxel_mm(header: bytes | None, crop: tuple[int, int]) -> tuple[float, float,
 
 def read_source(reader, path: Path):
     """A fastMRI .h5 file -> a Source of kind 'fastmri' with one Item per selected slice."""
-    from ..operators import MRI
-    from .readers import Item, Source, _hermitian, _select, kspace_to_ours, stem_of
-
     name = path.name
     if reader.task != "mri":
         raise io.InputError(f"{name}: k-space input needs --task mri")
@@ -166,7 +165,7 @@ def read_source(reader, path: Path):
                             f"W); this file is single-coil {k.shape}")
     if not np.isfinite(k).all():
         raise io.InputError(f"{name} contains NaN or Inf")
-    idx = _select(s, reader.sel, name)
+    idx = select_slices(s, reader.sel, name)
     k = k[idx]
     mask_c, origin = _mask(reader, name, k, f["mask"])
     if not mask_c.any():
@@ -201,7 +200,7 @@ def read_source(reader, path: Path):
         target_kind = f"{'RSS' if multi else 'magnitude'} of the fully sampled data"
     mask_u = torch.from_numpy(np.ascontiguousarray(np.fft.ifftshift(mask_c)))
     k_u = kspace_to_ours(k.astype(np.complex128)) / scale
-    real = False if multi else _hermitian(k_u, mask_u.numpy())
+    real = False if multi else hermitian(k_u, mask_u.numpy())
     single_op = None if multi else MRI(mask_u, (1, h, w), complex_image=reader.complex or not real)
     stem = stem_of(path)
     meta = {"scale": scale, "n_slices": s, "mask": origin, "real_image": real,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,50 +41,12 @@ from ..datasets import volume_slices
 from ..noise import randn_like
 from ..operators import MRI, make_operator
 from .config import item_seed, parse_slices
+from .fastmri import read_source
+from .items import Item, Source, hermitian, kspace_to_ours, select_slices, stem_of
 
 H5_SUFFIXES = (".h5", ".hdf5")
 SUFFIXES = io.IMAGE_SUFFIXES + (".npy",) + io.NIFTI_SUFFIXES + H5_SUFFIXES
 VOLUME_SUFFIXES = (".npy",) + io.NIFTI_SUFFIXES + H5_SUFFIXES   # may hold several slices
-
-
-@dataclass
-class Source:
-    """One input file and how its outputs are written."""
-
-    path: Path
-    kind: str                     # image | npy | stack | nifti | kspace
-    stem: str
-    main: str                     # output file holding the reconstruction
-    multi: bool = False           # items are slices (PNG previews named STEM_sNNN)
-    meta: dict = field(default_factory=dict)
-    items: list = field(default_factory=list)
-    failed: str | None = None     # the reason, once one of its items failed
-
-
-@dataclass
-class Item:
-    """One image (or slice) to solve."""
-
-    name: str                     # seeds the generator; reported in metrics.json
-    stem: str                     # output stem of its PNGs
-    source: Source
-    index: int | None
-    op: object
-    y: Tensor
-    x: Tensor | None              # (1, C, H, W) ground truth in [0, 1], None when unknown
-    generator: torch.Generator
-    x0_hat: Tensor | None = None
-    t0: float | None = None
-    reason: str = "given"
-    class_label: int | None = None  # a class-conditional model's label for this item
-    result: object = None
-    seconds: float = 0.0
-    ood: float | None = None      # out-of-distribution score of the result (``ccdf.ood``)
-
-    def rng(self) -> torch.Generator:
-        """A fresh copy of the generator (so a retried solve draws the same noise)."""
-        g = torch.Generator(device=self.generator.device)
-        return g.set_state(self.generator.get_state())
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -105,10 +66,6 @@ def list_inputs(path: Path) -> list[Path]:
         raise io.InputError(f"unsupported input {io.shown(path.name)}: expected one of "
                             f"{', '.join(SUFFIXES)}")
     return [io.regular_file(path)]
-
-
-def stem_of(path: Path) -> str:
-    return path.name[: -len(io.suffix_of(path))]
 
 
 #: the longest names an input's outputs add to its stem (a volume's slice previews)
@@ -165,13 +122,6 @@ def _unit_range(a: np.ndarray, name: str) -> None:
     if lo < 0 or hi > 1:
         raise io.InputError(f"{name}: values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}] "
                             "(scale the array first)")
-
-
-def _select(n: int, sel: slice | None, name: str) -> list[int]:
-    idx = list(range(n))[sel] if sel is not None else list(range(n))
-    if not idx:
-        raise io.InputError(f"--slices selects none of the {n} slices of {name}")
-    return idx
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
@@ -326,7 +276,7 @@ class Reader:
         stack = torch.from_numpy(a)[:, None]
         if not measured and self.size is not None:
             stack = _resize(stack, self.size)
-        for i in _select(len(stack), self.sel, path.name):
+        for i in select_slices(len(stack), self.sel, path.name):
             name, s = f"{path.name}[{i}]", f"{stem}_s{i:03d}"
             x = stack[i].expand(self.channels, *stack.shape[-2:]).clone()
             if measured:
@@ -350,7 +300,7 @@ class Reader:
         side = self.size or max(s for i, s in enumerate(vol.shape) if i != self.axis)
         geo: dict = {}
         x = volume_slices(vol, side, axis=self.axis, geometry=geo)   # (S, 1, side, side)
-        chosen = _select(len(x), self.sel, path.name)
+        chosen = select_slices(len(x), self.sel, path.name)
         src = Source(path, "nifti", stem, f"{stem}{io.suffix_of(path)}", multi=True,
                      meta={"n_slices": len(x), "axis": self.axis, "scale": geo["scale"],
                            "header": header,
@@ -361,8 +311,6 @@ class Reader:
         return src
 
     def _h5(self, path: Path) -> Source:
-        from .fastmri import read_source
-
         return read_source(self, path)
 
     def _kspace(self, path: Path, k: np.ndarray, single: bool) -> Source:
@@ -407,7 +355,7 @@ class Reader:
         scale = float(np.percentile(zf, 99.5))
         if not scale > 0:
             raise io.InputError(f"{name}: the measured k-space is all zeros")
-        real = _hermitian(k_u, mask)
+        real = hermitian(k_u, mask)
         op = MRI(torch.from_numpy(mask.copy()), (1, h, w), complex_image=self.complex or not real)
         stem = stem_of(path)
         suffix = io.suffix_of(path)
@@ -415,7 +363,7 @@ class Reader:
                      meta={"scale": scale, "n_slices": s, "mask": origin, "real_image": real,
                            "h5": suffix in H5_SUFFIXES, "single": single})
         y_all = torch.from_numpy((k_u / scale).astype(np.complex64))[:, None]
-        for i in _select(s, self.sel, name):
+        for i in select_slices(s, self.sel, name):
             iname = name if single else f"{name}[{i}]"
             istem = stem if single else f"{stem}_s{i:03d}"
             x = None
@@ -444,30 +392,3 @@ def nifti_affine(affine: np.ndarray, geo: dict, axis: int, size: int, chosen: li
     for d, lo, pad in zip(plane, geo["crop_lo"], geo["pad_before"]):
         m[d, d], m[d, 3] = f, lo - pad + (f - 1) / 2
     return np.asarray(affine, dtype=np.float64) @ m
-
-
-def kspace_to_ours(k_c: np.ndarray) -> np.ndarray:
-    """fastMRI k-space -> the unshifted layout of ``operators.mri`` (DC at [0, 0]).
-
-    fastMRI stores centred k-space of a centred image: image = fftshift(ifft2(ifftshift(k))).
-    Our operators take x = that image and k = fft2(x) unshifted, so
-    k_ours = ifftshift(k_c) * exp(-2 pi i (ky (H//2) / H + kx (W//2) / W)) (the fftshift of
-    the image is a phase ramp; (-1)^(ky+kx) for even sizes).  Elementwise, so the sampling
-    pattern only moves by the ifftshift.
-    """
-    h, w = k_c.shape[-2:]
-    ky = np.arange(h)[:, None] * (h // 2) / h
-    kx = np.arange(w)[None, :] * (w // 2) / w
-    return np.fft.ifftshift(k_c, axes=(-2, -1)) * np.exp(-2j * np.pi * (ky + kx))
-
-
-def _hermitian(k_u: np.ndarray, mask: np.ndarray, tol: float = 1e-3) -> bool:
-    """True when measured k-space is that of a real image: k(-w) = conj k(w) where both measured."""
-    def flip(a):
-        return np.roll(np.flip(a, (-2, -1)), (1, 1), (-2, -1))
-
-    both = mask & flip(mask)
-    if not both.any():
-        return False
-    d = (k_u - flip(k_u).conj())[..., both]
-    return float(np.linalg.norm(d)) <= tol * max(float(np.linalg.norm(k_u[..., both])), 1e-30)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import io
-from .readers import Source
+from .items import Source
 
 
 def magnitude(t: Tensor) -> Tensor:
