@@ -28,6 +28,8 @@ NAMES = {"tv": "total variation", "l1wavelet": "L1 wavelet"}
 #: the coarse lambda grid of ``choose_lambda``: decades from 1e-4 to 1 (images of magnitude
 #: about 1, orthonormal FFT: the data term is in image units), refined by half decades
 DECADES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: how far ``choose_lambda`` extends the grid by half decades when the best is at an end
+LAMBDA_RANGE = (1e-8, 10.0)
 
 
 def _sigpy():
@@ -108,6 +110,7 @@ def cs_reconstruct(op, y: Tensor, kind: str = "tv", lam: float = 1e-3,
 
     For real images the operator's information is the k-space on M | Mflip (Hermitian
     symmetry): sigpy is given F A_pinv y on that mask, and the (real) solution's real part.
+    With an operator ``support`` (cropped ESPIRiT maps) the solution is 0 outside it.
     """
     maps = getattr(op, "coils", None)
     out = []
@@ -121,6 +124,8 @@ def cs_reconstruct(op, y: Tensor, kind: str = "tv", lam: float = 1e-3,
             x = cs_recon(k, op.mask_sym, None, kind, lam, iters).real
         out.append(x)
     x = torch.stack(out)[:, None]
+    if op.support is not None:  # what no coil sees is zero: the same knowledge CCDF is given
+        x = x * op.support.to(x.device)
     dtype = y.dtype if op.complex_image else y.real.dtype
     return x.to(dtype)
 
@@ -131,7 +136,9 @@ def choose_lambda(op, y: Tensor, x: Tensor, kind: str = "tv", grid=None,
     (B, C, H, W) measured as y by ``op``; returns (lambda, [(lambda, psnr), ...] tried).
 
     ``grid``: the lambdas to try; None: the decades ``DECADES``, then the half decades either
-    side of the best one (7 reconstructions per image)."""
+    side of the best one (7 reconstructions per image), then, while the best is at an end of
+    the grid, half decades further that way (within ``LAMBDA_RANGE``): the choice is never
+    an edge of the grid unless it is the edge of that range."""
     table: dict[float, float] = {}
 
     def score(lam: float) -> None:
@@ -146,5 +153,13 @@ def choose_lambda(op, y: Tensor, x: Tensor, kind: str = "tv", grid=None,
         best = max(table, key=table.get)
         for f in (10 ** -0.5, 10 ** 0.5):
             score(best * f)
+        while True:
+            best = max(table, key=table.get)
+            if best == min(table) and best > LAMBDA_RANGE[0]:
+                score(best * 10 ** -0.5)
+            elif best == max(table) and best < LAMBDA_RANGE[1]:
+                score(best * 10 ** 0.5)
+            else:
+                break
     best = max(table, key=table.get)
     return best, sorted(table.items())
