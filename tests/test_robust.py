@@ -291,9 +291,9 @@ def test_auto_t0_cache_key_tells_large_masks_apart(monkeypatch):
     class Model:
         schedule = VPSchedule()
 
-    cache, y = {}, torch.zeros(1, 1, 64, 64)
+    cache, y, model = {}, torch.zeros(1, 1, 64, 64), Model()  # one model: the key holds its id
     for op in (a, b, c):
-        autot0.choose_t0(Model(), op, y, y, 100, cache=cache)
+        autot0.choose_t0(model, op, y, y, 100, cache=cache)
     assert calls == [a, b]
 
 
