@@ -140,7 +140,8 @@ def _names(v) -> str:
 
 
 def targets(res: dict) -> list[tuple[str, bool, str]]:
-    """The issues' targets, checked on this run's rows: (target, met, the numbers)."""
+    """The README's quality targets (the paper's claims: CCDF at <= 20 NFE against the full
+    run, the starts and the peers), checked on this run's rows: (target, met, the numbers)."""
     rows = res["rows"]
     by = {r["method"]: r for r in rows}
     ccdf20 = [r for r in rows if r["method"].startswith("CCDF") and 0 < r["nfe"] <= 20]

@@ -1,4 +1,4 @@
-"""Frechet distances between sets of images, as the seed's Table 2 reports FID.
+"""Frechet distances between sets of images, as Table 2 of Chung, Sim & Ye (CVPR 2022) reports FID.
 
 Two feature extractors:
 * ``FashionClassifier`` (``models.classifier``; always available, committed as

@@ -1,4 +1,5 @@
-"""Stochastic contraction constants and the CCDF error bounds (Theorems 1 and 2 of the talk).
+"""Stochastic contraction constants and the CCDF error bounds (Theorems 1 and 2 of Chung,
+Sim & Ye, CVPR 2022, arXiv 2112.05146).
 
 For a reverse chain x_{i-1} = f(x_i, i) + g_i z followed by a non-expansive consistency map
 x <- A x + b, two runs from different starts satisfy (Theorem 1 + Corollary 1)
@@ -8,7 +9,7 @@ x <- A x + b, two runs from different starts satisfy (Theorem 1 + Corollary 1)
 with lambda = max_{i<=N'} sigma_max(df/dx) for the point-mass (data-conditional) score
     DDPM / ancestral: sqrt(alpha_i) b_{i-1}^2 / b_i^2      (SMLD: (s_{i-1}^2 - s_0^2)/(s_i^2 - s_0^2))
     DDIM:             b_{i-1} / b_i                        (the paper's sigma_{i-1} / sigma_i)
-C = max_{i<=N'} g_i^2 (per pixel: the talk's C divided by n; 0 for deterministic DDIM),
+C = max_{i<=N'} g_i^2 (per pixel: the paper's C divided by n; 0 for deterministic DDIM),
 tau = Tr(A^T A) / n of the consistency map's linear part I - P (the unmeasured fraction), and
 eps_{N'} = a_{N'}^2 eps0: the start x_{N'} = a x0_hat + b z differs from the ideal a x0 + b z
 by a_{N'} (x0_hat - x0).  All errors are per pixel (mean squared error).
@@ -24,7 +25,7 @@ import torch
 from .samplers.steps import DDIM, Ancestral
 from .schedules import VESchedule, VPSchedule, n_prime
 
-#: the three settings of the talk: schedule and reverse step for each
+#: the three settings of the paper (Sec. 4): schedule and reverse step for each
 SETTINGS = {
     "ddpm": (VPSchedule, lambda: Ancestral("large")),
     "smld": (VESchedule, lambda: Ancestral("large")),

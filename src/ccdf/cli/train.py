@@ -1,5 +1,5 @@
 """The training commands: ``ccdf train`` (a diffusion prior), ``ccdf train-restorer`` (the
-feed-forward start), and the models of the super-resolution comparison (the seed's Table 2)
+feed-forward start), and the models of the super-resolution comparison (Table 2 of Chung, Sim & Ye, CVPR 2022)
 and the feature network of its FID: ``train-sr3``, ``train-esrgan``, ``train-classifier``.
 
 Library modules are imported inside the commands: ``set_threads`` runs before torch is."""
@@ -176,7 +176,7 @@ def add_parsers(sub) -> None:
     r.set_defaults(func=cmd_train_restorer)
 
     s = sub.add_parser("train-sr3", help="train an SR3-style conditional diffusion model "
-                       "(the SR baseline of the talk's Table 2)")
+                       "(the SR baseline of the paper's Table 2)")
     s.add_argument("--data", required=True, help="fashion-mnist[:train] or a folder/.npy")
     _common(s, 3e-4, 10000, 0.999)
     add_task_args(s)

@@ -1,5 +1,5 @@
 """ESRGAN-style feed-forward super-resolution (Wang et al. 2018): the adversarial baseline of
-the talk's Table 2.
+Table 2 of Chung, Sim & Ye (CVPR 2022).
 
 As in ESRGAN, the generator starts from the PSNR-oriented network (our L1-trained
 ``Restorer``) and is fine-tuned with  L = l1_weight L1 + adv_weight L_adv  against a

@@ -1,4 +1,5 @@
-"""Feed-forward restoration networks: the talk's "feed-forward network correction".
+"""Feed-forward restoration networks: the "feed-forward network correction" of Chung, Sim &
+Ye (CVPR 2022), Sec. 3.
 
 A ``Restorer`` maps the classic initial estimate (bicubic upsampling, zero-filled MRI, ...)
 to a better one, x0_hat = x_init + UNet(2 x_init - 1) / 2, trained with an L1 loss against

@@ -1,5 +1,5 @@
 """SR3-style conditional diffusion (Saharia et al. 2021): the super-resolution baseline of the
-talk's Table 2.
+Table 2 of Chung, Sim & Ye (CVPR 2022).
 
 The network is a ``UNet2DModel`` fed ``[x_t, 2 up(y) - 1]`` (2C channels: the noisy image and
 the bicubic upsampling of the low-resolution image), predicting eps on a VP schedule.  It is

@@ -1,6 +1,6 @@
 """The one reverse loop of CCDF (Algorithm 1), shared by every task and sampler.
 
-t0 = 1 runs the whole chain from (almost) pure noise: the full-run baselines of the talk --
+t0 = 1 runs the whole chain from (almost) pure noise: the full-run baselines of the paper --
 ILVR (SR, low-pass projection), score-SDE (inpainting), score-MRI (k-space projection).
 t0 < 1 jumps to x_{N'} = a_{N'} x0_hat + b_{N'} z and runs only N' = round(t0 N) steps.
 """
