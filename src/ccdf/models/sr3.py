@@ -20,6 +20,7 @@ from .. import init
 from ..operators import make_operator
 from .formats import save_model
 from .train import TrainConfig, check_data, diffusion_loss, fit, make_schedule
+from .denoiser import to_model
 from .unet import UNetDenoiser, build_unet
 
 
@@ -42,12 +43,13 @@ class Conditioned(nn.Module):
 
 
 def condition(model: UNetDenoiser, y: Tensor, image_shape) -> Tensor:
-    """The SR3 condition for a low-resolution y (B, C, h, w) in [0, 1]: 2 bicubic(y) - 1."""
+    """The SR3 condition for a low-resolution y (B, C, h, w) in [0, 1]: bicubic(y) in the
+    model's data range (2 bicubic(y) - 1 for [-1, 1])."""
     task = model.meta.get("condition")
     if not task:
         raise ValueError("this model is not conditional (no 'condition' in its config)")
     op = make_operator(task["task"], image_shape, **{k: v for k, v in task.items() if k != "task"})
-    return 2 * init.classic(op, y) - 1
+    return to_model(model, init.classic(op, y))
 
 
 def new_sr3(cfg: TrainConfig, task: dict) -> UNetDenoiser:
@@ -75,8 +77,8 @@ def train_sr3(cfg: TrainConfig, task: dict, data: Tensor, out, *, resume: bool =
 
     def loss_fn(x, g):
         with torch.no_grad():
-            cond = 2 * init.classic(op, op.A(x)) - 1
-        return diffusion_loss(Conditioned(model, cond), 2 * x - 1, g, cfg.t_min)
+            cond = to_model(model, init.classic(op, op.A(x)))
+        return diffusion_loss(Conditioned(model, cond), to_model(model, x), g, cfg.t_min)
 
     fit(model.unet, loss_fn, data, cfg, out, lambda ema: save_model(model, out, ema),
         resume=resume, progress=progress)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .. import io
 from ..schedules import VESchedule, VPSchedule
+from .denoiser import to_model
 from .unet import UNetDenoiser, build_unet
 
 
@@ -96,7 +97,8 @@ def train(cfg: TrainConfig, data, out: str | Path, *, resume: bool = True,
         warm_start(model.unet, cfg.init_from)
 
     def loss_fn(x0, g):
-        return diffusion_loss(model, x0 if cfg.patch else x0 * 2 - 1, g, cfg.t_min)
+        # patches (complex MRI) are drawn in model space; images in [0, 1] map to its data range
+        return diffusion_loss(model, x0 if cfg.patch else to_model(model, x0), g, cfg.t_min)
 
     fit(model.unet, loss_fn, data, cfg, out,
         lambda ema: io.write_model_folder(out, ema, model.config_dict()),
