@@ -132,3 +132,16 @@ def test_center_crop_as_fastmri():
     assert torch.equal(metrics.center_crop(t, (3, 5)), t[:, 1:4, 0:5])
     with pytest.raises(ValueError, match="cannot crop"):
         metrics.center_crop(a, (8, 4))
+
+
+def test_first_cuts_per_slice_maps():
+    """``MRI.first(k)``: the operator of the first k slices, for per-slice coil maps."""
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(3, 4, 16, 16, generator=g, dtype=torch.complex64)
+    op = MRI(torch.ones(16, 16, dtype=torch.bool), (1, 16, 16), complex_image=True, coils=maps)
+    x = torch.randn(3, 1, 16, 16, generator=g, dtype=torch.complex64)
+    sub = op.first(2)
+    assert torch.allclose(sub.A(x[:2]), op.A(x)[:2]) and op.coils.shape[0] == 3
+    shared = MRI(torch.ones(16, 16, dtype=torch.bool), (1, 16, 16), complex_image=True,
+                 coils=maps[0])
+    assert shared.first(1) is shared

@@ -120,6 +120,12 @@ class LinearOperator:
         rhs = self.A_adjoint(y - self.A(x0))
         return x0 + cg(lambda u: self.A_adjoint(self.A(u)) + rho * u, rhs)
 
+    def first(self, k: int) -> "LinearOperator":
+        """This operator for the first k images of the batch it was built for (an operator
+        with per-image data, e.g. MRI with per-slice coil maps, keeps only theirs); default:
+        itself (the same A for every image)."""
+        return self
+
     def svd(self) -> Spectral | None:
         """The SVD of A, where the operator knows one in closed form; None otherwise."""
         return None

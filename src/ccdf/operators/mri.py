@@ -34,6 +34,8 @@ is a mask of an orthogonal transform too.
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import torch
@@ -345,6 +347,14 @@ class MRI(LinearOperator):
     @property
     def name(self) -> str:
         return "MRI with coil maps" if self.coils is not None else "MRI"
+
+    def first(self, k: int) -> "MRI":
+        """The operator of the first k slices: per-slice coil maps (B, Ncoil, H, W) cut to k."""
+        if self.coils is None or self.coils.dim() == 3:
+            return self
+        sub = copy.copy(self)
+        sub.coils = self.coils[:k]
+        return sub
 
     def svd(self) -> Spectral | None:
         """Single coil: V^T = F (times the known phase), s from the mask (see the module
