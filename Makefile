@@ -12,6 +12,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: install
+	$(BIN)/ruff check src tests scripts examples
 	$(BIN)/pytest || [ $$? -eq 5 ]  # 5: no tests collected
 
 # THREADS: torch CPU threads (default 1; 0 = every core), e.g. `make demo THREADS=4`

@@ -7,8 +7,15 @@ import torch
 
 from ccdf import metrics, simulate
 from ccdf.operators import MRI
-from ccdf.operators.coils import (CalibrationError, calibration_width, check_calibration,
-                                  coil_images, espirit_maps, rss, sense_combine)
+from ccdf.operators.coils import (
+    CalibrationError,
+    calibration_width,
+    check_calibration,
+    coil_images,
+    espirit_maps,
+    rss,
+    sense_combine,
+)
 from ccdf.solve.readers import kspace_to_ours
 
 

@@ -15,8 +15,15 @@ from scipy import ndimage
 
 from ccdf import init, peers
 from ccdf.cli import main
-from ccdf.operators import (Blur, gaussian_kernel, kernel_from_array, make_kernel, make_operator,
-                            motion_kernel, uniform_kernel)
+from ccdf.operators import (
+    Blur,
+    gaussian_kernel,
+    kernel_from_array,
+    make_kernel,
+    make_operator,
+    motion_kernel,
+    uniform_kernel,
+)
 from ccdf.operators.blur import WIENER_SIGMA_MIN
 
 
@@ -192,7 +199,8 @@ def test_solve_deblur_end_to_end(tmp_path, capsys):
     assert (out / "a.png").exists() and (out / "a_init.png").exists()
     settings = json.loads((out / "settings.json").read_text())["settings"]
     assert settings["task"]["task"] == "deblur" and settings["task"]["kernel_sigma"] == 1.5
-    from ccdf.solve.config import SolveConfig, settings as settings_of
+    from ccdf.solve.config import SolveConfig
+    from ccdf.solve.config import settings as settings_of
 
     cfg = SolveConfig(task=settings["task"], input=tmp_path, out=out, consistency="projection")
     assert settings_of(cfg, cfg.task)["consistency"] == "projection"

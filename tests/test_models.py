@@ -14,7 +14,6 @@ from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VESchedule, VPSchedule
 
 
-
 def _tiny_unet(seed=0):
     torch.manual_seed(seed)
     return build_unet(image_size=16, channels=1, block_out_channels=(8, 16), layers_per_block=1)

@@ -19,10 +19,27 @@ import torch
 
 from ccdf import peers
 from ccdf.consistency import ConjugateGradient, GradientStep, Projection, Prox
-from ccdf.operators import (MASKS, MRI, Blur, Inpainting, SuperResolution, birdcage_maps,
-                            box_mask, centered, centre_lines, gaussian1d, make_operator,
-                            mask_from_array, random1d, random_mask, uniform1d, uniform_kernel,
-                            upsample_bicubic, vd2d, zero_filled)
+from ccdf.operators import (
+    MASKS,
+    MRI,
+    Blur,
+    Inpainting,
+    SuperResolution,
+    birdcage_maps,
+    box_mask,
+    centered,
+    centre_lines,
+    gaussian1d,
+    make_operator,
+    mask_from_array,
+    random1d,
+    random_mask,
+    uniform1d,
+    uniform_kernel,
+    upsample_bicubic,
+    vd2d,
+    zero_filled,
+)
 from test_toy_operator import RowBlur
 
 B = 2
@@ -212,7 +229,9 @@ def test_projection_step_hits_measurement(op):
 def test_float32_dtype_and_shape(op):
     g = _gen(6)
     x, y = rand_x(op, g, torch.float32), op.A(rand_x(op, g, torch.float32))
-    real_dtype = (lambda t: t.real.dtype if t.is_complex() else t.dtype)
+    def real_dtype(t):
+        return t.real.dtype if t.is_complex() else t.dtype
+
     assert real_dtype(y) == torch.float32
     for out in (op.A_adjoint(y), op.A_pinv(y), op.project(x), Projection(op, y)(x, 0.8, 0.6, g),
                 GradientStep(op, y)(x, 0.8, 0.6, g), Prox(op, y, 0.1)(x, 0.8, 0.6, g),

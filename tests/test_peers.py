@@ -26,8 +26,15 @@ import torch
 
 from ccdf import peers
 from ccdf.models.denoiser import GaussianDenoiser, evaluate
-from ccdf.operators import (MRI, Inpainting, LinearOperator, SuperResolution, make_operator,
-                            random_mask, uniform1d)
+from ccdf.operators import (
+    MRI,
+    Inpainting,
+    LinearOperator,
+    SuperResolution,
+    make_operator,
+    random_mask,
+    uniform1d,
+)
 from ccdf.operators.mri import fft2c, ifft2c
 from ccdf.schedules import VESchedule, VPSchedule
 

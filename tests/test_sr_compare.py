@@ -13,8 +13,8 @@ from ccdf.models.formats import save_restorer
 from ccdf.models.restorer import new_restorer
 from ccdf.models.sr3 import Conditioned, condition, train_sr3
 from ccdf.models.train import TrainConfig
-from ccdf.reconstruction import reconstruct
 from ccdf.operators import make_operator
+from ccdf.reconstruction import reconstruct
 from ccdf.samplers import solve
 
 SR4 = {"task": "sr", "factor": 4}

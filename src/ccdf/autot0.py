@@ -16,7 +16,8 @@ The Gaussian k is optimistic for the structured errors of real starts (aliasing,
 hole), so ``calibrate`` measures k once per prior, task and start: on validation images (never
 the evaluation ones) it sweeps t0, takes the smallest t0 within ``tol`` dB of the best PSNR,
 and stores k = (b^2/a^2)(t0*) / eps0 (eps0 as formed at run time, below) with the start's
-held-out error in ``autot0.json`` beside the prior (``ccdf calibrate-t0``).  The rule itself is unchanged: only k is measured.
+held-out error in ``autot0.json`` beside the prior (``ccdf calibrate-t0``).  The rule
+itself is unchanged: only k is measured.
 
 eps0 (per pixel, in the images' units; ``reconstruction.error_to_model`` turns it into model
 space) comes from, in order:

@@ -178,7 +178,7 @@ class Chain:
         self.steps = steps
         self.tweedie = bool(steps) and bool(getattr(steps[0], "tweedie", False))
 
-    def bind(self, grid) -> "Chain":
+    def bind(self, grid) -> Chain:
         """The chain on the sampling grid: each step that has a ``bind`` bound to it."""
         return Chain(*(s.bind(grid) if callable(getattr(s, "bind", None)) else s
                        for s in self.steps))
@@ -200,7 +200,7 @@ class PerItem:
         if any(bool(getattr(s, "tweedie", False)) != self.tweedie for s in self.steps):
             raise ValueError("the items of a batch must all use the same kind of consistency")
 
-    def bind(self, grid) -> "PerItem":
+    def bind(self, grid) -> PerItem:
         """Each step that has a ``bind``, bound to the sampling grid."""
         return PerItem(s.bind(grid) if callable(getattr(s, "bind", None)) else s
                        for s in self.steps)
@@ -239,7 +239,7 @@ class Prox(_Consistency):
         self.sigma = max(self.sigma_y, float(sigma_floor))
         self.step_var: dict[float, float] = {}   # b_{i-1} -> c_i^2 of the bound grid
 
-    def bind(self, grid) -> "Prox":
+    def bind(self, grid) -> Prox:
         """This step on the sampling grid (``schedules.Grid``): a copy that knows, for each
         level b_{i-1} the loop calls it at, the variance c_i^2 of the step into it."""
         bound = Prox.__new__(Prox)

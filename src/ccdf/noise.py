@@ -8,7 +8,7 @@ items draws, item by item, exactly the noise each item draws when solved alone.
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ class StackedGenerator:
     [k m, (k + 1) m), m = B / len(g), from generator k, in one call of shape (m, ...): the
     draw item k makes when solved alone with a batch of m rows (its K posterior samples)."""
 
-    def __init__(self, generators: Iterable[Union[torch.Generator, int, None]],
+    def __init__(self, generators: Iterable[torch.Generator | int | None],
                  device: str | torch.device = "cpu"):
         self.generators = [torch.Generator(device=device).manual_seed(int(g))
                            if isinstance(g, int) else g for g in generators]
@@ -39,7 +39,7 @@ class StackedGenerator:
         return m
 
 
-Generator = Union[torch.Generator, StackedGenerator, None]
+Generator = torch.Generator | StackedGenerator | None
 
 
 def _randn(shape: tuple, generator, like: Tensor) -> Tensor:

@@ -65,7 +65,7 @@ def magnitude_slices(source: str, size: int) -> np.ndarray:
         for axis in (0, 1):  # sagittal, coronal: 4 slices each through the middle of the brain
             n = vol.shape[axis]
             picks = {int(round(n * f)) for f in (0.35, 0.45, 0.55, 0.65)}
-            out += datasets.native_slices(vol, axis, keep=lambda i: i in picks, min_fill=0)
+            out += datasets.native_slices(vol, axis, keep=picks.__contains__, min_fill=0)
         import sigpy
 
         out.append(np.abs(sigpy.shepp_logan((size, size))).astype(np.float32))

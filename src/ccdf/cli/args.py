@@ -57,7 +57,8 @@ def acs(s: str):
     try:
         v = float(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--acs takes a number of lines or a fraction, got {s!r}")
+        raise argparse.ArgumentTypeError(
+            f"--acs takes a number of lines or a fraction, got {s!r}") from None
     return int(v) if v.is_integer() else v
 
 

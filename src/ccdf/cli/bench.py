@@ -10,8 +10,16 @@ import json
 from dataclasses import replace
 
 from ..assets import T0, asset_path, default_prior, parse_t0
-from .args import (MODELS_SEEN, CLIError, add_model_args, add_task_args, add_threads, float_list,
-                   int_list, task_of)
+from .args import (
+    MODELS_SEEN,
+    CLIError,
+    add_model_args,
+    add_task_args,
+    add_threads,
+    float_list,
+    int_list,
+    task_of,
+)
 
 
 def cmd_theory(a) -> int:

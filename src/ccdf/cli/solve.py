@@ -10,8 +10,15 @@ import sys
 from pathlib import Path
 
 from ..assets import DEFAULT_IMAGE, DEFAULT_MRI, T0, parse_t0
-from .args import (MASK_HELP, MODELS_SEEN, add_consistency_arg, add_model_args, add_task_args,
-                   add_threads, task_of)
+from .args import (
+    MASK_HELP,
+    MODELS_SEEN,
+    add_consistency_arg,
+    add_model_args,
+    add_task_args,
+    add_threads,
+    task_of,
+)
 
 
 def run(a) -> int:

@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from .. import init
 from ..operators import make_operator
+from .denoiser import to_model
 from .formats import save_model
 from .train import TrainConfig, check_data, diffusion_loss, fit, make_schedule
-from .denoiser import to_model
 from .unet import UNetDenoiser, build_unet
 
 

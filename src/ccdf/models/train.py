@@ -11,9 +11,9 @@ the EMA weights are exported as a model folder (``io.write_model_folder`` of the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

@@ -15,11 +15,29 @@ import torch
 
 from .. import io
 from .base import LinearOperator, Spectral, cg, kron_svd
-from .blur import (BLUR_KERNELS, Blur, gaussian_kernel, kernel_from_array, make_kernel,
-                   motion_kernel, uniform_kernel)
+from .blur import (
+    BLUR_KERNELS,
+    Blur,
+    gaussian_kernel,
+    kernel_from_array,
+    make_kernel,
+    motion_kernel,
+    uniform_kernel,
+)
 from .inpaint import Inpainting, box_mask, mask_from_array, random_mask
-from .mri import (MASKS, MRI, PATTERNS, birdcage_maps, centered, centre_lines, gaussian1d,
-                  random1d, uniform1d, vd2d, zero_filled)
+from .mri import (
+    MASKS,
+    MRI,
+    PATTERNS,
+    birdcage_maps,
+    centered,
+    centre_lines,
+    gaussian1d,
+    random1d,
+    uniform1d,
+    vd2d,
+    zero_filled,
+)
 from .sr import KERNELS, SuperResolution, upsample_bicubic
 
 TASKS = ("sr", "inpaint", "mri", "deblur")

@@ -27,9 +27,9 @@ What the rest of the library asks of an operator, with defaults a new operator m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -120,7 +120,7 @@ class LinearOperator:
         rhs = self.A_adjoint(y - self.A(x0))
         return x0 + cg(lambda u: self.A_adjoint(self.A(u)) + rho * u, rhs)
 
-    def first(self, k: int) -> "LinearOperator":
+    def first(self, k: int) -> LinearOperator:
         """This operator for the first k images of the batch it was built for (an operator
         with per-image data, e.g. MRI with per-slice coil maps, keeps only theirs); default:
         itself (the same A for every image)."""

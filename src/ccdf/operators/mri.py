@@ -35,7 +35,6 @@ is a mask of an orthogonal transform too.
 from __future__ import annotations
 
 import copy
-
 import math
 
 import torch
@@ -348,7 +347,7 @@ class MRI(LinearOperator):
     def name(self) -> str:
         return "MRI with coil maps" if self.coils is not None else "MRI"
 
-    def first(self, k: int) -> "MRI":
+    def first(self, k: int) -> MRI:
         """The operator of the first k slices: per-slice coil maps (B, Ncoil, H, W) cut to k."""
         if self.coils is None or self.coils.dim() == 3:
             return self

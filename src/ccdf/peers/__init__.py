@@ -52,7 +52,8 @@ skips the data step at the last step and returns the denoiser's x0, Algorithm 1 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor

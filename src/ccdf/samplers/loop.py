@@ -7,8 +7,8 @@ t0 < 1 jumps to x_{N'} = a_{N'} x0_hat + b_{N'} z and runs only N' = round(t0 N)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

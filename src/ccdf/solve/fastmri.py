@@ -39,8 +39,7 @@ import torch
 from .. import io
 from ..metrics import center_crop, fastmri_volume
 from ..operators import MRI
-from ..operators.coils import (CalibrationError, check_calibration, coil_images, espirit_maps,
-                               rss)
+from ..operators.coils import CalibrationError, check_calibration, coil_images, espirit_maps, rss
 from .items import Item, Source, hermitian, kspace_to_ours, select_slices, stem_of
 
 #: CG iterations of the multi-coil pseudo-inverse (the CG-SENSE start and the projection):

@@ -16,8 +16,15 @@ from ..ood import OODCheck
 from ..operators import make_operator
 from . import manifest
 from .batch import Sampling, solve_batch
-from .config import (DeviceModel, SolveConfig, check_config, read_class_labels, resolve_init,
-                     resolve_model, settings)
+from .config import (
+    DeviceModel,
+    SolveConfig,
+    check_config,
+    read_class_labels,
+    resolve_init,
+    resolve_model,
+    settings,
+)
 from .dist import Ranks
 from .readers import Reader, Source, check_names, list_inputs
 from .writers import magnitude, write_source
