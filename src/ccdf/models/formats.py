@@ -340,17 +340,24 @@ def describe(model) -> dict:
 
 
 # ----------------------------------------------------------------------------- restorers
+def _read_folder(folder: Path, fmt: str, what: str) -> tuple[dict, dict]:
+    """(config, state dict) of a ccdf folder whose config says ``"format": fmt``; one-line
+    errors naming ``what`` when the config is missing or of another format."""
+    if not (folder / io.CONFIG).exists():
+        raise FileNotFoundError(f"no {what} at {folder} (config.json missing)")
+    cfg = io.read_json(folder / io.CONFIG)
+    if cfg.get("format") != fmt:
+        raise ValueError(f"{folder} is not a ccdf {what} (format {cfg.get('format')!r})")
+    return cfg, io.read_weights(folder / io.WEIGHTS)
+
+
 def load_restorer(folder) -> Restorer:
     """A restoration network folder (``save_restorer``): a Restorer, or an MRIRestorer for
     ``"kind": "mri-unrolled"``."""
     folder = Path(folder)
-    if not (folder / io.CONFIG).exists():
-        raise FileNotFoundError(f"no restoration network at {folder} (config.json missing)")
-    cfg = io.read_json(folder / io.CONFIG)
-    if cfg.get("format") != RESTORER_FORMAT:
-        raise ValueError(f"{folder} is not a ccdf restoration network (format {cfg.get('format')!r})")
+    cfg, sd = _read_folder(folder, RESTORER_FORMAT, "restoration network")
     unet = unet2d(cfg["unet"])
-    unet.load_state_dict(io.read_weights(folder / io.WEIGHTS), strict=True)
+    unet.load_state_dict(sd, strict=True)
     meta = {k: v for k, v in cfg.items()
             if k not in ("format", "version", "unet", "task", "kind", "iters")}
     if cfg.get("kind") == mri_restorer.KIND:
@@ -372,12 +379,7 @@ def save_classifier(net: FashionClassifier, folder, state_dict: dict | None = No
 
 
 def load_classifier(folder) -> FashionClassifier:
-    folder = Path(folder)
-    if not (folder / io.CONFIG).exists():
-        raise FileNotFoundError(f"no feature classifier at {folder} (config.json missing)")
-    cfg = io.read_json(folder / io.CONFIG)
-    if cfg.get("format") != CLASSIFIER_FORMAT:
-        raise ValueError(f"{folder} is not a ccdf feature classifier")
+    cfg, sd = _read_folder(Path(folder), CLASSIFIER_FORMAT, "feature classifier")
     net = FashionClassifier(cfg.get("classes", 10))
-    net.load_state_dict(io.read_weights(folder / io.WEIGHTS))
+    net.load_state_dict(sd)
     return net.eval()
