@@ -327,6 +327,7 @@ class MRI(LinearOperator):
         n_out = image_shape[0] if coils is None else coils.shape[-3]
         self.measurement_shape = (n_out, h, w)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+        self.support = self._support(self.coils)  # computed once: the maps do not change
 
     def norm(self, n_iter: int = 30) -> float:
         """||A|| (the largest over the images when the coil maps are per image)."""
@@ -353,6 +354,7 @@ class MRI(LinearOperator):
             return self
         sub = copy.copy(self)
         sub.coils = self.coils[:k]
+        sub.support = self._support(sub.coils)
         return sub
 
     def svd(self) -> Spectral | None:
@@ -406,15 +408,15 @@ class MRI(LinearOperator):
             s = s.repeat_interleave(t.shape[0] // s.shape[0], 0)
         return s
 
-    @property
-    def support(self) -> Tensor | None:
+    @staticmethod
+    def _support(coils: Tensor | None) -> Tensor | None:
         """(1 or B, 1, H, W) bool: the pixels some coil sees (sum_c |S_c|^2 > 0), or None where
         every pixel is seen (no coils, birdcage maps).  ESPIRiT's eigenvalue crop leaves the
         maps 0 where no object is; A is blind there, so those pixels are measured zeros (the
         support constraint ``consistency.Support``), not left to the prior."""
-        if self.coils is None:
+        if coils is None:
             return None
-        energy = (self.coils.abs() ** 2).sum(-3, keepdim=True)
+        energy = (coils.abs() ** 2).sum(-3, keepdim=True)
         seen = energy > 1e-6 * energy.amax(dim=(-2, -1), keepdim=True)
         if bool(seen.all()):
             return None
