@@ -150,6 +150,11 @@ def test_multicoil_bench_rows(tmp_path):
         assert by[f"CCDF classic start, N=100, t0=0.2{tag}"]["nfe"] == 20
     meta = json.loads((out / "bench.json").read_text())
     starts = ("classic", "net") if "feed-forward net alone" in by else ("classic",)
+    # the compressed-sensing start: the CS row better on validation, swept like the others
+    best = max(meta["classical"], key=lambda k: dict(meta["classical"][k]["table"])[
+        meta["classical"][k]["lambda"]])
+    assert [r.get("cs_kind") for r in by.values() if r["start"] == "cs" and r["nfe"] == 0] == [best]
+    starts += ("cs",)
     assert set(meta["curves"]) == {f"{s}{c} start, N=100" for s in starts   # net: restorer-mri
                                    for c in ("", "+gradient", "+cg")}
     assert meta["consistency"] == ["projection", "gradient", "cg"]

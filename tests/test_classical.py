@@ -57,9 +57,12 @@ def test_multicoil_and_real_images():
     op = make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=2, acs=2, coils=maps)
     xh = classical.cs_reconstruct(op, op.A(x[None, None]), "tv", 1e-3, 30)
     assert xh.shape == (1, 1, 16, 16) and xh.is_complex()
+    # lambda is relative to the image scale s: the same solution as sigpy's at lambda s
+    s = float(torch.quantile(op.A_adjoint(op.A(x[None, None])).abs().double(), 0.995))
+    assert s == pytest.approx(float(classical.image_scales(op, op.A(x[None, None]))[0]))
     y_c = sp.fft(maps.numpy() * x.numpy(), axes=(-2, -1), center=True)
     m_c = np.fft.fftshift(op.mask.numpy()).astype(float)
-    ref = sigpy.mri.app.TotalVariationRecon(y_c * m_c, maps.numpy(), 1e-3, weights=m_c,
+    ref = sigpy.mri.app.TotalVariationRecon(y_c * m_c, maps.numpy(), 1e-3 * s, weights=m_c,
                                             max_iter=30, show_pbar=False, sigma=1 / 9,
                                             tau=1.0).run()
     np.testing.assert_allclose(xh[0, 0].numpy(), ref, atol=1e-8)
@@ -67,10 +70,14 @@ def test_multicoil_and_real_images():
     op_r = MRI(random1d(16, 16, 4, generator=_gen(1)))
     y = op_r.A(x[None, None])
     k = torch.fft.fft2(op_r.A_pinv(y), norm="ortho")[0, 0]
-    z = classical.cs_recon(k, op_r.mask_sym, None, "tv", 1e-2, 50)
+    s = float(classical.image_scales(op_r, y)[0])
+    z = classical.cs_recon(k, op_r.mask_sym, None, "tv", 1e-2 * s, 50)
     assert float(z.imag.abs().max()) < 1e-6 * float(z.abs().max())
     xr = classical.cs_reconstruct(op_r, y, "tv", 1e-2, 50)
     assert not xr.is_complex() and torch.allclose(xr[0, 0], z.real)
+    # units do not change the solution: the same data times 1000 give 1000 times the image
+    x1000 = classical.cs_reconstruct(op_r, 1000 * y, "tv", 1e-2, 50)
+    assert torch.allclose(x1000, 1000 * xr, rtol=1e-4, atol=1e-4 * float(1000 * xr.abs().max()))
 
 
 def test_tv_beats_zero_filling_on_a_phantom_and_choose_lambda_uses_the_grid():
@@ -166,3 +173,48 @@ def test_bench_classical_rows_real_and_complex(tmp_path, capsys):
         assert cli.main(base + ["--data", "mri:ood64-complex", "--restorer", str(r4), "--out",
                                 str(tmp_path / "bad2")]) == 2
         assert "takes real images" in capsys.readouterr().err
+
+
+def test_compressed_sensing_start_library_and_solve(tmp_path, capsys):
+    """init.CompressedSensing: the clamped CS image, its calibration key, refused off MRI; and
+    `ccdf solve --init tv` on a fastMRI-layout file (the calibrated lambda, then --cs-lambda)."""
+    from ccdf import autot0, init, io
+    from ccdf.models.formats import save_model
+    from ccdf.models.unet import UNetDenoiser, build_unet
+    from ccdf.schedules import VPSchedule
+
+    x = _phantom(16, 16)[None, None].to(torch.complex64)
+    op = make_operator("mri", (1, 16, 16), pattern="uniform1d", accel=4, acs=4,
+                       complex_image=True)
+    start = init.CompressedSensing("tv", 1e-2, iters=30)
+    x0 = init.estimate(start, op, op.A(x))
+    assert torch.equal(x0, op.clamp(classical.cs_reconstruct(op, op.A(x), "tv", 1e-2, 30)))
+    assert metrics.psnr(x0.abs(), x.abs()) > metrics.psnr(op.A_pinv(op.A(x)).abs(), x.abs())
+    assert autot0.start_key(start) == "cs:tv" and start.fits(op) is True
+    assert "for MRI" in start.fits(make_operator("sr", (1, 16, 16), factor=4))
+
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    save_model(UNetDenoiser(build_unet(16, 1, (8, 16)), VPSchedule()), model)
+    img = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
+    io.write_h5(tmp_path / "in" / "v.h5", kspace=np.fft.fftshift(np.fft.fft2(
+        np.fft.ifftshift(img, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)).astype(np.complex64))
+    io.write_json(model / "autot0.json", {"mri accel=4.0 pattern=uniform1d": {"cs:tv": {
+        "k": 10.0, "eps0": 1e-3, "residual": 0.0, "n_images": 2, "lambda": 0.05}}})
+    args = ["solve", "--task", "mri", "--pattern", "uniform1d", "--accel", "4", "--input",
+            str(tmp_path / "in"), "--model", str(model), "--steps", "10", "--no-progress",
+            "--init", "tv"]
+    assert cli.main([*args, "--t0", "auto", "--out", str(tmp_path / "o1")]) == 0
+    assert cli.main([*args, "--t0", "0.1", "--cs-lambda", "0.05", "--out",
+                     str(tmp_path / "o2")]) == 0
+    import h5py
+    with h5py.File(tmp_path / "o1" / "v.h5") as f1, h5py.File(tmp_path / "o2" / "v.h5") as f2:
+        # the calibration's lambda is the one --cs-lambda gives: the same start
+        np.testing.assert_allclose(f1["initial_estimate"][()], f2["initial_estimate"][()],
+                                   rtol=1e-5, atol=1e-6)
+    capsys.readouterr()
+    assert cli.main(["solve", "--task", "sr", "--input", str(tmp_path / "in"), "--out",
+                     str(tmp_path / "o3"), "--model", str(model), "--init", "tv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init tv" in err[0] and "mri" in err[0]
+    assert not (tmp_path / "o3").exists()

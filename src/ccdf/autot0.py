@@ -122,9 +122,12 @@ def prior_init_error(model, operator, n: int = 8, steps: int = 20, seed: int = 0
 
 # ----------------------------------------------------------------------------- calibration
 def start_key(restorer=None) -> str:
-    """'classic', or 'net:<folder name>' for a restoration network loaded from a folder."""
+    """'classic', 'cs:<kind>' for a compressed-sensing start (``init.CompressedSensing``), or
+    'net:<folder name>' for a restoration network loaded from a folder."""
     if restorer is None:
         return "classic"
+    if isinstance(getattr(restorer, "key", None), str):
+        return restorer.key
     return f"net:{Path(getattr(restorer, 'source', 'restorer')).name}"
 
 

@@ -230,6 +230,19 @@ class Bench:
             label = "initial estimate (classic)" if name == "classic" else "feed-forward net alone"
             self.add(label, x0, 0, 0.0, start=name)
 
+    def cs_start(self, chosen: dict) -> None:
+        """Add the compressed-sensing start "cs" (MRI): the reconstruction of the CS row whose
+        lambda did best on the validation images (``classical_rows``' ``chosen``)."""
+        if not chosen:
+            return
+        kind = max(chosen, key=lambda k: dict(chosen[k]["table"])[chosen[k]["lambda"]])
+        row = next(r for r in self.rows if r.get("cs_kind") == kind)
+        row["start"] = "cs"
+        self.s.starts["cs"] = self.images[row["method"]]
+        self.s.start_keys["cs"] = f"cs:{kind}"
+        self.log(f"  compressed-sensing start: {classical.NAMES[kind]}, lambda "
+                 f"{chosen[kind]['lambda']:g} (the better of the CS rows on validation)")
+
     def classical_rows(self, val: tuple | None, kinds=classical.KINDS,
                   iters: int = 100) -> dict:
         """MRI: the zero-filled row, then a compressed-sensing row per kind with its lambda
@@ -265,7 +278,7 @@ class Bench:
             xh = s.op.clamp(classical.cs_reconstruct(s.op, s.y, kind, lam, iters))
             row = self.add(f"CS {classical.NAMES[kind]} (sigpy), lambda={lam:g}", xh, 0,
                            time.perf_counter() - tic, steps=iters)
-            row["lambda"] = lam
+            row["lambda"], row["cs_kind"] = lam, kind
             chosen[kind] = {"lambda": lam, "table": table, "n_val": len(val[0]),
                             "choice_seconds": spent}
         return chosen
@@ -277,7 +290,7 @@ class Bench:
             if images and n > 100 and images < len(self.s.x):
                 k = images
                 sub = Bench(dataclasses.replace(
-                    self.s, x=self.s.x[:k], y=self.s.y[:k],
+                    self.s, x=self.s.x[:k], y=self.s.y[:k], op=self.s.op.first(k),
                     starts={key: v[:k] for key, v in self.s.starts.items()}), self.seed, self.log)
                 row = sub.ccdf(f"full run (t0=1), N={n}, first {k} image(s)", "classic", 1.0, n)
                 self.rows.append(row)
@@ -456,7 +469,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
               val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
               full_steps=None, full_images: int | None = None, checks: bool = True,
               model_config=(), class_label: int | None = None, sigma_y: float = 0.0,
-              consistency: str | None = None) -> dict:
+              consistency: str | None = None, cs_start: bool = True) -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
 
     ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
@@ -466,7 +479,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     they use (default N = 1000 and 20; quick multi-coil: 100 and 20); ``checks``: the theory
     check and the overhead measurement; ``sigma_y``: measurement noise added to y and given to
     every method; ``consistency``: a comma list (see the module docstring; default: the
-    operator's own, prox for deblurring, projection otherwise)."""
+    operator's own, prox for deblurring, projection otherwise); ``cs_start``: MRI with
+    compressed-sensing rows: CCDF also starts from the better of them (start "cs")."""
     from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
@@ -506,6 +520,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
 
         write_outputs(res, b, out)
         return res
+    if cs_start:
+        b.cs_start(cs)
     b.full_runs(full_steps, full_images)
     curves = {}
     for c in conses:  # one sweep per consistency; the other rows use the first

@@ -12,9 +12,15 @@ clipped above); y is the operator's measurement.  The classic start is the opera
   and -k averaged), clamped to the operator's ``value_range`` (>= 0, not clipped above); for
   multi-coil data the conjugate-gradient least-squares image;
 * deblurring: the Wiener filter at the measurement's noise level (``Blur.wiener``).
+
+Besides the classic start and a restoration network there is, for MRI, the compressed-sensing
+start (``CompressedSensing``: sigpy's total-variation or L1-wavelet reconstruction), the
+closest classical estimate CCDF can come from (``--init tv`` / ``--init l1wavelet``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -35,3 +41,44 @@ def feed_forward(net, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
     x = classic(operator, y, sigma_y)
     with torch.no_grad():
         return operator.clamp(net(x))
+
+
+@dataclass(frozen=True)
+class CompressedSensing:
+    """The compressed-sensing start for MRI operators: ``classical.cs_reconstruct`` with R the
+    total variation ("tv") or the L1-wavelet norm ("l1wavelet"), lam relative to the image scale
+    (None: the calibration's or ``classical.DEFAULT_LAMBDA``), ``iters`` sigpy iterations."""
+
+    kind: str = "tv"
+    lam: float | None = None
+    iters: int = 100
+    meta = None  # no held-out statistics (a restoration network's ``meta``)
+
+    @property
+    def key(self) -> str:
+        """Its auto-t0 calibration key (``autot0.start_key``)."""
+        return f"cs:{self.kind}"
+
+    def fits(self, operator) -> bool | str:
+        """True for an MRI operator, else why not (one line)."""
+        from .operators.mri import MRI
+
+        return True if isinstance(operator, MRI) else \
+            "the compressed-sensing start (--init tv | l1wavelet) is for MRI"
+
+    def __call__(self, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+        """x0_hat (B, 1, H, W) in the operator's units for its measurement y."""
+        from . import classical  # sigpy: an optional dependency (ccdf[mri])
+
+        lam = classical.DEFAULT_LAMBDA[self.kind] if self.lam is None else self.lam
+        return operator.clamp(classical.cs_reconstruct(operator, y, self.kind, lam, self.iters))
+
+
+def estimate(start, operator, y: Tensor, sigma_y: float = 0.0) -> Tensor:
+    """The initial estimate of ``start``: None (the classic one), a ``CompressedSensing`` start
+    or a restoration network (``feed_forward``)."""
+    if start is None:
+        return classic(operator, y, sigma_y)
+    if isinstance(start, CompressedSensing):
+        return start(operator, y, sigma_y)
+    return feed_forward(start, operator, y, sigma_y)

@@ -52,6 +52,18 @@ def float_list(s: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def str_list(choices: tuple):
+    """An argparse type: 'a,b' -> ('a', 'b'), each one of ``choices``."""
+    def parse(s: str) -> tuple:
+        vals = tuple(v for v in s.split(",") if v)
+        bad = [v for v in vals if v not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}; choose from "
+                                             f"{', '.join(choices)}")
+        return vals
+    return parse
+
+
 def acs(s: str):
     """--acs: an integer number of centre lines or a centre fraction in (0, 1)."""
     try:

@@ -18,6 +18,7 @@ from .args import (
     add_threads,
     float_list,
     int_list,
+    str_list,
     task_of,
 )
 
@@ -75,7 +76,7 @@ def cmd_bench(a) -> int:
                     grid=a.grid, sweep_steps=a.sweep_steps, full_steps=a.full_steps,
                     full_images=a.full_images, checks=not a.no_checks,
                     model_config=tuple(a.model_config), class_label=a.class_label,
-                    sigma_y=a.sigma_y, consistency=a.consistency)
+                    sigma_y=a.sigma_y, consistency=a.consistency, cs_start=not a.no_cs_start)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -83,7 +84,7 @@ def cmd_bench(a) -> int:
 def cmd_calibrate_t0(a) -> int:
     """Measure auto t0's constant k on validation images for each start of a task and store it
     in the prior's autot0.json (``autot0.calibrate``)."""
-    from .. import autot0
+    from .. import autot0, init
     from ..bench import make_setup
 
     task = task_of(a)
@@ -96,13 +97,24 @@ def cmd_calibrate_t0(a) -> int:
                    model_config=tuple(a.model_config), class_label=a.class_label,
                    sigma_y=a.sigma_y, seed=a.seed)
     print(f"calibrating auto t0 for {s.name} on {len(s.x)} images of {data} (N = {a.steps})")
+    extra = {}
+    if task.name == "mri" and a.cs:  # the compressed-sensing start, lambda chosen on these images
+        from .. import classical
+
+        for kind in a.cs:
+            lam, table = classical.choose_lambda(s.op, s.y, s.x, kind)
+            print(f"{classical.NAMES[kind]}: lambda {lam:g} ("
+                  + ", ".join(f"{lm:g}: {p:.2f}" for lm, p in table) + ")")
+            s.starts[f"cs:{kind}"] = init.CompressedSensing(kind, lam)(s.op, s.y, s.sigma_y)
+            s.start_keys[f"cs:{kind}"] = f"cs:{kind}"
+            extra[f"cs:{kind}"] = {"lambda": lam, "kind": kind}
     for start, x0 in s.starts.items():
         key = s.start_keys[start]
         print(f"{key} start:")
         entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
                                  log=print, y=s.y, sigma_y=s.sigma_y,
                                  **({"grid": a.grid} if a.grid else {}))
-        entry.update(data=data, command="ccdf " + " ".join(a.argv))
+        entry.update(data=data, command="ccdf " + " ".join(a.argv), **extra.get(start, {}))
         f = autot0.save_calibration(s.model, task.as_dict(), key, entry)
         print(f"  -> t0* = {entry['t0_best']:g} (PSNR {entry['psnr_best']:.2f}), eps0 = "
               f"{entry['eps0']:.3g}, k = {entry['k']:.3g}; saved in {f}")
@@ -148,6 +160,8 @@ def add_parsers(sub) -> None:
     be.add_argument("--no-checks", action="store_true",
                     help="skip the theory check and the overhead measurement")
     be.add_argument("--restorer", default="default", help="default | none | PATH")
+    be.add_argument("--no-cs-start", action="store_true", help="MRI: no CCDF rows from the "
+                    "compressed-sensing start (the better CS row on validation; default: with)")
     be.add_argument("--n-images", type=int, default=None, help="use the first N images (default: all)")
     be.add_argument("--quick", action="store_true", help="4 images, N=100 sweep only")
     be.add_argument("--peers", action="store_true", help="add DDRM, DiffPIR and DPS rows")
@@ -175,6 +189,10 @@ def add_parsers(sub) -> None:
                     "fashion-mnist:val or mri:val256-complex, never the evaluation images")
     ca.add_argument("--restorer", default="default", help="default | none | PATH")
     ca.add_argument("--n-images", type=int, default=16, help="validation images used")
+    ca.add_argument("--cs", type=str_list(("tv", "l1wavelet")), default=(),
+                    help="MRI: also calibrate the compressed-sensing start of these kinds "
+                    "(comma list of tv, l1wavelet; its lambda is chosen on the same images and "
+                    "stored for `solve --init tv`)")
     ca.add_argument("--grid", type=float_list, default=None,
                     help="t0 values of the sweep (default 0.02,0.03,0.05,0.1,0.2,0.3,0.5,0.75,1)")
     ca.add_argument("--sigma-y", type=float, default=0.0,

@@ -28,8 +28,8 @@ def run(a) -> int:
 
     cfg = solve.SolveConfig(
         task=task_of(a).as_dict(), input=Path(a.input), out=Path(a.out), input_kind=a.input_kind,
-        model=a.model, init=a.init, t0=parse_t0(a.t0), steps=a.steps, sampler=a.sampler,
-        samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
+        model=a.model, init=a.init, cs_lambda=a.cs_lambda, t0=parse_t0(a.t0), steps=a.steps,
+        sampler=a.sampler, samples=a.samples, sigma_y=a.sigma_y, seed=a.seed, batch_size=a.batch_size,
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
         class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
@@ -85,7 +85,11 @@ def add_parser(sub) -> None:
                    help=f"default ({DEFAULT_MRI} for mri, {DEFAULT_IMAGE} otherwise) or a model "
                    "PATH")
     add_model_args(s, labels_file=True)
-    s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer")
+    s.add_argument("--init", default="classic", help="classic | net | PATH of a restorer | "
+                   "tv | l1wavelet (MRI: sigpy's compressed-sensing reconstruction, ccdf[mri])")
+    s.add_argument("--cs-lambda", type=float, default=None, help="--init tv | l1wavelet: the "
+                   "regularisation weight, relative to the image scale (default: the prior's "
+                   "calibrated one for the task, else tv 3e-3, l1wavelet 3e-5)")
     s.add_argument("--t0", default=str(T0), help="FLOAT in (0, 1] or auto")
     s.add_argument("--steps", type=int, default=100, help="N of the full schedule")
     s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"],

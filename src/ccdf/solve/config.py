@@ -30,7 +30,8 @@ class SolveConfig:
     out: Path
     input_kind: str | None = None      # None: clean for images/NIfTI, measurement for k-space
     model: str = "default"             # "default" (the embedded model for the task) or a path
-    init: str = "classic"              # "classic" | "net" | a restorer folder
+    init: str = "classic"              # "classic" | "net" | "tv" | "l1wavelet" | a restorer folder
+    cs_lambda: float | None = None     # --init tv | l1wavelet: lambda (None: calibrated/default)
     t0: float | str = 0.2              # in (0, 1], or "auto"
     steps: int = 100
     sampler: str = "ddpm"
@@ -118,7 +119,8 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
 
     return {"input": str(Path(cfg.input).resolve()), "task": task,
             "model": path_or(cfg.model, ("default",)),
-            "init": path_or(cfg.init, ("classic", "net")),
+            "init": path_or(cfg.init, ("classic", "net", *CS_STARTS)),
+            **({"cs_lambda": cfg.cs_lambda} if cfg.cs_lambda is not None else {}),
             "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             **({"consistency": cfg.consistency} if cfg.consistency else {}),
@@ -200,12 +202,28 @@ def resolve_model(spec: str, task: str, config=(), class_label: str | None = Non
     return model, name
 
 
-def resolve_init(spec: str, task: dict, image_size: int):
-    """None for the classic estimate, else a Restorer whose task matches ``task``."""
+CS_STARTS = ("tv", "l1wavelet")  # the compressed-sensing starts (``init.CompressedSensing``)
+
+
+def resolve_init(spec: str, task: dict, image_size: int, cs_lambda: float | None = None):
+    """None for the classic estimate, an ``init.CompressedSensing`` start, or a Restorer whose
+    task matches ``task``."""
     from ..models.formats import load_restorer
 
     if spec == "classic":
         return None
+    if spec in CS_STARTS:
+        from .. import classical, init
+
+        if task["task"] != "mri":
+            raise ValueError(f"--init {spec} (compressed sensing) is for --task mri")
+        if cs_lambda is not None and not (math.isfinite(cs_lambda) and cs_lambda >= 0):
+            raise ValueError(f"--cs-lambda must be a finite number >= 0, got {cs_lambda}")
+        try:
+            classical._sigpy()
+        except ImportError as e:
+            raise ValueError(f"--init {spec}: {e}") from None
+        return init.CompressedSensing(spec, cs_lambda)
     if spec == "net":
         name = default_restorer(task)
         if name is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -61,8 +61,8 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     ranks = Ranks(cfg.device)
     model, model_name = resolve_model(cfg.model, task["task"], cfg.model_config, cfg.class_label)
     model = model.to(ranks.device)
-    net = resolve_init(cfg.init, task, model.image_size)
-    if net is not None:
+    net = resolve_init(cfg.init, task, model.image_size, cfg.cs_lambda)
+    if net is not None and hasattr(net, "to"):  # (not the compressed-sensing start)
         net = net.to(ranks.device)
     size, params = model.image_size, {k: v for k, v in task.items() if k != "task"}
     if getattr(model, "complex", False):
@@ -148,6 +148,9 @@ class _Work:
         self.calibration = None
         if self.auto:
             self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
+        lam = (self.calibration or {}).get("lambda")
+        if isinstance(net, init.CompressedSensing) and net.lam is None and lam is not None:
+            self.net = replace(net, lam=float(lam))  # the calibrated lambda
         self.n_ok = self.n_failed = self.n_warned = 0
         self.writer = self.bar = None
         self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
@@ -170,8 +173,7 @@ class _Work:
                 fits = self.net.fits(it.op)
                 if fits is not True:
                     raise io.InputError(f"{it.name}: {fits}; use --init classic")
-            it.x0_hat = (init.classic(it.op, it.y, self.cfg.sigma_y) if self.net is None
-                         else init.feed_forward(self.net, it.op, it.y, self.cfg.sigma_y))
+            it.x0_hat = init.estimate(self.net, it.op, it.y, self.cfg.sigma_y)
             if self.auto:
                 t0, reason = autot0.choose_t0(
                     self.model, it.op, it.y, it.x0_hat, self.cfg.steps, self.cfg.sigma_y,
