@@ -191,3 +191,33 @@ def test_family_and_atomic_folders(tmp_path):
         k: getattr(cfg, k) for k in ("image_size", "channels", "block_out_channels")}),
         torch.rand(4, 1, 16, 16), tmp_path / "t", progress=False)
     assert not [p.name for p in (tmp_path / "t").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_learning_rate_warmup_constant_cosine_decay():
+    """--lr-decay D: linear warm-up, constant, then a cosine to 0 over the last D steps."""
+    import math
+
+    from ccdf.models.train import learning_rate
+
+    cfg = TrainConfig(lr=1e-3, warmup=4, steps=20, lr_decay=8)
+    lrs = [learning_rate(cfg, s) for s in range(20)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert lrs[4:12] == pytest.approx([1e-3] * 8)
+    assert lrs[16] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))  # half way: lr/2
+    assert all(a > b for a, b in zip(lrs[12:], lrs[13:], strict=False)) and lrs[19] < 1e-4
+    assert learning_rate(TrainConfig(lr=1e-3, warmup=4, steps=20), 19) == 1e-3  # no decay
+
+
+def test_training_uses_the_decayed_learning_rate(tmp_path, monkeypatch):
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    cfg = TrainConfig(image_size=16, channels=1, block_out_channels=(8, 16), batch_size=2,
+                      warmup=1, lr=1e-3, steps=4, lr_decay=2, checkpoint_every=10, data="random")
+    train(cfg, torch.rand(4, 1, 16, 16), tmp_path / "run", progress=False)
+    assert seen == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])

@@ -88,6 +88,8 @@ def cmd_calibrate_t0(a) -> int:
     from ..bench import make_setup
 
     task = task_of(a)
+    if a.cs and task.name != "mri":
+        raise CLIError("--cs (the compressed-sensing start) is for --task mri")
     if a.model == "default":
         raise CLIError("calibrate-t0 writes autot0.json into the prior's folder, and the "
                        "embedded prior is part of the installed package: copy it (cp -r "

@@ -12,11 +12,13 @@ from .args import CLIError, add_task_args, add_threads, int_list, task_of
 def _config(a, **kw):
     from ..models.train import TrainConfig
 
+    if not 0 <= a.lr_decay <= a.steps:
+        raise CLIError(f"--lr-decay must be between 0 and --steps ({a.steps}), got {a.lr_decay}")
     return TrainConfig(
         data=a.data, image_size=a.image_size, channels=getattr(a, "channels", 1),
         block_out_channels=a.channels_mult, layers_per_block=getattr(a, "layers", 1),
-        batch_size=a.batch_size, lr=a.lr, steps=a.steps, ema_decay=a.ema, hflip=a.hflip,
-        seed=a.seed, checkpoint_every=a.checkpoint_every, trained_on=a.data,
+        batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, steps=a.steps, ema_decay=a.ema,
+        hflip=a.hflip, seed=a.seed, checkpoint_every=a.checkpoint_every, trained_on=a.data,
         extra={"command": "ccdf " + " ".join(a.argv)}, **kw)
 
 
@@ -127,6 +129,9 @@ def _common(p, lr: float, steps: int, ema: float, widths=(32, 64, 64), batch: in
     p.add_argument("--batch-size", type=int, default=batch, help="images per training step")
     p.add_argument("--lr", type=float, default=lr, help="AdamW learning rate")
     p.add_argument("--steps", type=int, default=steps, help="training steps")
+    p.add_argument("--lr-decay", type=int, default=0, help="cosine decay of the learning rate "
+                   "to 0 over the last LR_DECAY steps (0: constant after warm-up; a resumed run "
+                   "may add it to anneal toward its --steps)")
     p.add_argument("--ema", type=float, default=ema, help="EMA decay of the saved weights")
     p.add_argument("--hflip", action="store_true", help="random horizontal flips")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batches")

@@ -10,6 +10,7 @@ the EMA weights are exported as a model folder (``io.write_model_folder`` of the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup: int = 200
+    lr_decay: int = 0       # > 0: cosine decay of the learning rate to 0 over the last lr_decay steps
     steps: int = 10000
     ema_decay: float = 0.999
     t_min: float = 1e-3
@@ -50,6 +52,18 @@ class TrainConfig:
     init_from: str = ""     # a ccdf model folder whose weights start the training (channels tiled)
     trained_on: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based): linear warm-up over ``cfg.warmup`` steps,
+    then constant, then (``cfg.lr_decay`` > 0) a cosine from cfg.lr to 0 over the last
+    ``cfg.lr_decay`` steps of ``cfg.steps``. A function of the step only, so a resumed run
+    follows the same schedule."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+    start = cfg.steps - cfg.lr_decay
+    if cfg.lr_decay > 0 and step >= start:
+        lr *= 0.5 * (1 + math.cos(math.pi * min(step - start, cfg.lr_decay) / cfg.lr_decay))
+    return lr
 
 
 def make_schedule(cfg: TrainConfig):
@@ -188,7 +202,7 @@ def fit(net: nn.Module, loss_fn, data: Tensor, cfg: TrainConfig, out, export, *,
                 flip = torch.rand(cfg.batch_size, generator=g) < 0.5
                 x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+                group["lr"] = learning_rate(cfg, step)
             loss = loss_fn(x0, g) if labels is None else loss_fn(x0, g, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
