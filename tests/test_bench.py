@@ -181,3 +181,19 @@ def test_multicoil_measurement_noise_is_added(tmp_path):
     s = make_setup(task, "none", str(tmp_path / "x.npy"), restorer="none", extras=False,
                    sigma_y=0.05, seed=3)
     assert torch.equal(s.y, y1)
+
+
+def test_full_run_target_compares_the_images_both_ran_on():
+    """A 1000-step full run on the first k images is compared with CCDF's mean over those k
+    images (``psnr_each``), not with its mean over the whole set."""
+    from ccdf.bench_report import against_full_run
+
+    ccdf = {"method": "CCDF classic start, N=100, t0=0.2", "nfe": 20, "psnr": 31.0,
+            "psnr_each": [28.0, 34.0]}
+    sub = {"method": "full run (t0=1), N=1000, first 1 image(s)", "nfe": 1000, "psnr": 28.5}
+    name, ok, text = against_full_run(ccdf, [sub, ccdf])
+    assert not ok and "28.00" in text and "first 1 image" in text   # 28.0 < 28.5 - 0.3
+    whole = {**sub, "method": "full run (t0=1), N=1000"}
+    assert against_full_run(ccdf, [whole, ccdf])[1] is True         # 31.0 >= 28.2
+    assert against_full_run({**ccdf, "psnr_each": None}, [sub]) is None
+    assert against_full_run(ccdf, [ccdf]) is None

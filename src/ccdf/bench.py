@@ -191,9 +191,10 @@ class Bench:
     def add(self, method: str, x_hat: Tensor, nfe: int, seconds: float, *, start=None,
             t0=None, steps=None, samples: int = 1) -> dict:
         s = self.s
+        each = metrics.psnr(x_hat.abs(), s.x.abs()).reshape(-1)
         row = {"method": method, "start": start, "nfe": int(nfe), "t0": t0, "steps": steps,
-               "samples": int(samples),
-               "psnr": float(metrics.psnr(x_hat.abs(), s.x.abs()).mean()),
+               "samples": int(samples), "psnr": float(each.mean()),
+               "psnr_each": [round(float(v), 3) for v in each],
                "ssim": float(metrics.ssim(x_hat.abs(), s.x.abs()).mean()),
                "seconds_per_image": seconds / len(s.x), "n_images": len(s.x)}
         if "extractor" in s.extras:
