@@ -145,12 +145,12 @@ class _Work:
                                  sigma_y=cfg.sigma_y, consistency=cfg.consistency)
         self.auto = cfg.t0 == "auto"
         self.cache: dict = {}  # auto t0: the prior-sample error estimate, once per run
-        self.calibration = None
-        if self.auto:
-            self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net))
+        cs = isinstance(net, init.CompressedSensing)
+        self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net)) \
+            if self.auto or cs else None
         lam = (self.calibration or {}).get("lambda")
-        if isinstance(net, init.CompressedSensing) and net.lam is None and lam is not None:
-            self.net = replace(net, lam=float(lam))  # the calibrated lambda
+        if cs and net.lam is None and lam is not None:
+            self.net = replace(net, lam=float(lam))  # the calibrated lambda, at any t0
         self.n_ok = self.n_failed = self.n_warned = 0
         self.writer = self.bar = None
         self.labels = read_class_labels(cfg.class_label)[1]  # per input, or None
