@@ -25,6 +25,8 @@ SR3_SR4 = "sr3-sr4"                        # SR3-style baseline of the SR compar
 ESRGAN_SR4 = "esrgan-sr4"                  # ESRGAN-style baseline of the SR comparison
 FASHION_CLASSIFIER = "fashion-classifier"  # the features of the Frechet distance (``fid``)
 PRIORS = (DEFAULT_IMAGE, DEFAULT_MRI)
+#: the compressed-sensing regularisers (``classical``): the MRI rows and the ``--init`` starts
+CS_KINDS = ("tv", "l1wavelet")
 
 # ----------------------------------------------------------------------------- data
 #: the committed evaluation samples of the built-in data sets (under ASSETS)

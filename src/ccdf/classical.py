@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from . import metrics
+from .assets import CS_KINDS
 
-KINDS = ("tv", "l1wavelet")
+KINDS = CS_KINDS
 NAMES = {"tv": "total variation", "l1wavelet": "L1 wavelet"}
 #: the coarse lambda grid of ``choose_lambda``: decades from 1e-4 to 1 (images of magnitude
 #: about 1, orthonormal FFT: the data term is in image units), refined by half decades

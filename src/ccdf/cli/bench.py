@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ..assets import T0, asset_path, default_prior, parse_t0
+from ..assets import CS_KINDS, T0, asset_path, default_prior, parse_t0
 from .args import (
     MODELS_SEEN,
     CLIError,
@@ -191,7 +191,7 @@ def add_parsers(sub) -> None:
                     "fashion-mnist:val or mri:val256-complex, never the evaluation images")
     ca.add_argument("--restorer", default="default", help="default | none | PATH")
     ca.add_argument("--n-images", type=int, default=16, help="validation images used")
-    ca.add_argument("--cs", type=str_list(("tv", "l1wavelet")), default=(),
+    ca.add_argument("--cs", type=str_list(CS_KINDS), default=(),
                     help="MRI: also calibrate the compressed-sensing start of these kinds "
                     "(comma list of tv, l1wavelet; its lambda is chosen on the same images and "
                     "stored for `solve --init tv`)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..assets import TASKS, asset_path, default_prior, default_restorer, has_asset, parse_t0
+from ..assets import CS_KINDS, TASKS, asset_path, default_prior, default_restorer, has_asset, parse_t0
 
 INPUT_KINDS = ("clean", "measurement")
 #: --batch-size bound: a batch holds the tensors of all its items at once
@@ -119,7 +119,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
 
     return {"input": str(Path(cfg.input).resolve()), "task": task,
             "model": path_or(cfg.model, ("default",)),
-            "init": path_or(cfg.init, ("classic", "net", *CS_STARTS)),
+            "init": path_or(cfg.init, ("classic", "net", *CS_KINDS)),
             **({"cs_lambda": cfg.cs_lambda} if cfg.cs_lambda is not None else {}),
             "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
@@ -202,9 +202,6 @@ def resolve_model(spec: str, task: str, config=(), class_label: str | None = Non
     return model, name
 
 
-CS_STARTS = ("tv", "l1wavelet")  # the compressed-sensing starts (``init.CompressedSensing``)
-
-
 def resolve_init(spec: str, task: dict, image_size: int, cs_lambda: float | None = None):
     """None for the classic estimate, an ``init.CompressedSensing`` start, or a Restorer whose
     task matches ``task``."""
@@ -212,7 +209,7 @@ def resolve_init(spec: str, task: dict, image_size: int, cs_lambda: float | None
 
     if spec == "classic":
         return None
-    if spec in CS_STARTS:
+    if spec in CS_KINDS:  # the compressed-sensing starts (``init.CompressedSensing``)
         from .. import classical, init
 
         if task["task"] != "mri":
