@@ -15,7 +15,7 @@ from ccdf.operators import make_operator
 
 def test_embedded_models_are_in_the_package():
     for name in (*assets.PRIORS, assets.RESTORER_SR4, assets.RESTORER_MRI, assets.RESTORER_DEBLUR,
-                 assets.SR3_SR4, assets.ESRGAN_SR4, assets.FASHION_CLASSIFIER):
+                 assets.RESTORER_INPAINT, assets.SR3_SR4, assets.ESRGAN_SR4, assets.FASHION_CLASSIFIER):
         assert assets.has_asset(name), name
         assert assets.asset_path(name).parent == assets.ASSETS / "models"
     for f in assets.SAMPLES.values():
@@ -58,7 +58,9 @@ def test_defaults_per_task():
     assert default_restorer(Task("deblur", kernel="gaussian", kernel_sigma=2.0)) == \
         assets.RESTORER_DEBLUR
     assert default_restorer(Task("deblur", kernel_sigma=1.0)) is None
-    assert default_restorer(Task("inpaint", mask="box")) is None
+    assert default_restorer(Task("inpaint", mask="box")) == default_restorer(Task("inpaint")) \
+        == assets.RESTORER_INPAINT
+    assert default_restorer(Task("inpaint", mask="random:0.5")) is None
 
 
 def test_parse_t0():

@@ -12,6 +12,7 @@ from ccdf.models.restorer import new_restorer
 from ccdf.models.train import TrainConfig, train
 from ccdf.models.unet import UNetDenoiser, build_unet
 from ccdf.schedules import VESchedule, VPSchedule
+from ccdf.operators import make_operator
 
 
 def _tiny_unet(seed=0):
@@ -221,3 +222,18 @@ def test_training_uses_the_decayed_learning_rate(tmp_path, monkeypatch):
                       warmup=1, lr=1e-3, steps=4, lr_decay=2, checkpoint_every=10, data="random")
     train(cfg, torch.rand(4, 1, 16, 16), tmp_path / "run", progress=False)
     assert seen == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
+
+
+@pytest.mark.parametrize("task, same, other", [
+    ({"task": "inpaint", "mask": "box"}, {"mask": "box"}, {"mask": "random:0.5"}),
+    ({"task": "sr", "factor": 4, "kernel": "avg"}, {"factor": 4}, {"factor": 2}),
+    ({"task": "deblur", "kernel": "gaussian", "kernel_sigma": 2.0},
+     {"kernel_sigma": 2.0}, {"kernel_sigma": 1.0}),
+])
+def test_restorer_refuses_another_operator(task, same, other):
+    """A feed-forward start takes only the measurement it was trained on: another mask,
+    factor or kernel of the same task gets one line naming what it was trained on."""
+    net = new_restorer(TrainConfig(image_size=16, block_out_channels=(8, 8)), task)
+    assert net.fits(make_operator(task["task"], (1, 16, 16), **same)) is True
+    why = net.fits(make_operator(task["task"], (1, 16, 16), **other))
+    assert isinstance(why, str) and "trained on" in why and task["task"] in why

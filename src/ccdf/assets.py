@@ -21,6 +21,7 @@ DEFAULT_MRI = "default-mri"                # prior: T1 brain MRI, complex, any s
 RESTORER_SR4 = "restorer-sr4"              # feed-forward start: SR x4, average pooling
 RESTORER_MRI = "restorer-mri"              # the unrolled MRI start, any Cartesian mask
 RESTORER_DEBLUR = "restorer-deblur"        # feed-forward start: Gaussian deblur, sigma 2
+RESTORER_INPAINT = "restorer-inpaint"      # feed-forward start: inpainting the centred box
 SR3_SR4 = "sr3-sr4"                        # SR3-style baseline of the SR comparison
 ESRGAN_SR4 = "esrgan-sr4"                  # ESRGAN-style baseline of the SR comparison
 FASHION_CLASSIFIER = "fashion-classifier"  # the features of the Frechet distance (``fid``)
@@ -146,7 +147,7 @@ def default_prior(task: Task | dict | str) -> str:
 def default_restorer(task: Task | dict) -> str | None:
     """The embedded restoration network of a task, None where there is none: SR x4 with
     average pooling, MRI (the unrolled start for any Cartesian mask), Gaussian deblurring with
-    sigma 2 and the default kernel size."""
+    sigma 2 and the default kernel size, inpainting of the default centred box."""
     t = Task.of(task).resolved()
     if t.name == "sr" and (t.factor, t.kernel) == (4, "avg"):
         return RESTORER_SR4
@@ -154,6 +155,8 @@ def default_restorer(task: Task | dict) -> str | None:
         return RESTORER_MRI
     if t.name == "deblur" and (t.kernel, t.kernel_sigma, t.kernel_size) == ("gaussian", 2.0, None):
         return RESTORER_DEBLUR
+    if t.name == "inpaint" and t.mask == "box":
+        return RESTORER_INPAINT
     return None
 
 
@@ -177,6 +180,6 @@ def parse_t0(value, auto: bool = True) -> float | str:
 
 
 __all__ = ["ASSETS", "DEFAULT_IMAGE", "DEFAULT_MRI", "RESTORER_SR4", "RESTORER_MRI",
-           "RESTORER_DEBLUR", "SR3_SR4", "ESRGAN_SR4", "FASHION_CLASSIFIER", "PRIORS", "SAMPLES",
+           "RESTORER_DEBLUR", "RESTORER_INPAINT", "SR3_SR4", "ESRGAN_SR4", "FASHION_CLASSIFIER", "PRIORS", "SAMPLES",
            "MRI_DIR", "asset_path", "has_asset", "TASKS", "TASK_PARAMS", "TASK_DEFAULTS", "Task",
            "task_key", "default_prior", "default_restorer", "T0", "parse_t0"]

@@ -42,18 +42,25 @@ class Restorer(nn.Module):
     def fits(self, op):
         """True if this network was trained for measurements of ``op``, else why not (one line).
 
-        An MRI restorer takes only real images sampled with the mask it was trained on."""
-        if self.task.get("task") != "mri":
-            return True
+        The network takes real images measured by the operator it was trained with: ``op``
+        must give the same measurement of a probe image (same mask, kernel, factor)."""
         if getattr(op, "complex_image", False):
-            return ("the restoration network takes real images, this k-space is complex")
+            return "the restoration network takes real images, this measurement is complex"
+        shape = getattr(op, "image_shape", None)
         try:
-            same = bool(torch.equal(self.operator(op.image_shape).mask.cpu(), op.mask.cpu()))
-        except ValueError:
+            mine = self.operator(shape)
+            probe = torch.rand(1, *shape, generator=torch.Generator().manual_seed(0))
+            dev = next((v.device for v in vars(op).values() if isinstance(v, Tensor)), "cpu")
+            ya, yb = mine.A(probe), op.A(probe.to(dev)).cpu()
+            same = ya.shape == yb.shape and bool(torch.allclose(ya, yb, atol=1e-5))
+        except (ValueError, TypeError, RuntimeError):
             same = False
         if not same:
-            return ("the measurement's sampling mask is not the one the restoration network was "
-                    f"trained on ({self.task.get('pattern')} x{self.task.get('accel')})")
+            what = ", ".join(f"{k}={v}" for k, v in self.task.items() if k not in ("task", "seed")
+                             and v is not None)
+            return (f"the measurement operator (mask, kernel, factor) is not the one the "
+                    f"restoration network was trained on "
+                    f"({self.task.get('task')}{': ' + what if what else ''})")
         return True
 
     def operator(self, image_shape):

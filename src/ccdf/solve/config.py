@@ -225,7 +225,7 @@ def resolve_init(spec: str, task: dict, image_size: int, cs_lambda: float | None
         name = default_restorer(task)
         if name is None:
             raise ValueError(f"no embedded restoration network for {task_str(task)} (there are "
-                             "sr x4, mri (any mask) and Gaussian deblur sigma 2); use "
+                             "sr x4, mri (any mask), Gaussian deblur sigma 2 and box inpainting); use "
                              "--init classic or --init PATH")
         if not has_asset(name):
             raise FileNotFoundError(f"the embedded restoration network {name} is not in this "
