@@ -11,8 +11,8 @@ from ccdf.models.formats import family, load_model, save_model, save_restorer
 from ccdf.models.restorer import new_restorer
 from ccdf.models.train import TrainConfig, train
 from ccdf.models.unet import UNetDenoiser, build_unet
-from ccdf.schedules import VESchedule, VPSchedule
 from ccdf.operators import make_operator
+from ccdf.schedules import VESchedule, VPSchedule
 
 
 def _tiny_unet(seed=0):

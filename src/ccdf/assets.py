@@ -180,6 +180,7 @@ def parse_t0(value, auto: bool = True) -> float | str:
 
 
 __all__ = ["ASSETS", "DEFAULT_IMAGE", "DEFAULT_MRI", "RESTORER_SR4", "RESTORER_MRI",
-           "RESTORER_DEBLUR", "RESTORER_INPAINT", "SR3_SR4", "ESRGAN_SR4", "FASHION_CLASSIFIER", "PRIORS", "SAMPLES",
+           "RESTORER_DEBLUR", "RESTORER_INPAINT", "SR3_SR4", "ESRGAN_SR4", "FASHION_CLASSIFIER",
+           "PRIORS", "SAMPLES",
            "MRI_DIR", "asset_path", "has_asset", "TASKS", "TASK_PARAMS", "TASK_DEFAULTS", "Task",
            "task_key", "default_prior", "default_restorer", "T0", "parse_t0"]
