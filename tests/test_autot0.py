@@ -144,6 +144,14 @@ def test_calibrate_t0_cli_then_solve_auto_uses_it(tiny_prior, tmp_path, capsys):
     assert rc == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert "calibrated" in m["summary"]["t0_reason"]
+    # without --steps, auto t0 runs on the grid it was calibrated on (N = 10 here), and a
+    # start without a calibration (or a fixed t0) on N = 100
+    for t0, want in (("auto", 10), ("0.2", 100)):
+        out = tmp_path / f"o-{t0}"
+        assert cli.main(["solve", "--task", "sr", "--factor", "4", "--input",
+                         str(tmp_path / "val.npy"), "--out", str(out), "--model",
+                         str(tiny_prior.source), "--t0", t0, "--no-progress"]) == 0
+        assert json.loads((out / "metrics.json").read_text())["summary"]["steps"] == want
 
 
 def test_calibrate_t0_needs_a_task_and_never_writes_into_the_package(capsys):

@@ -151,6 +151,12 @@ def find_calibration(model, task: dict, start: str) -> dict | None:
         return None
 
 
+def calibrated_steps(calibration: dict | None, default: int = 100) -> int:
+    """N of the grid a start's auto t0 was calibrated on (t0* is the best t0 on that grid: at
+    small t0 a finer grid takes more, smaller steps, N' = t0 N), else ``default``."""
+    return int((calibration or {}).get("steps") or default)
+
+
 def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRID,
               tol: float = 0.1, seed: int = 0, log=None, y=None, sigma_y: float = 0.0) -> dict:
     """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start,

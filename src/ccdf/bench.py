@@ -321,26 +321,29 @@ class Bench:
         return curves
 
     def auto(self, steps: int = 100) -> dict:
+        """Each start at its auto t0, on the grid (N) its calibration was made on, else N =
+        ``steps``, as ``ccdf solve --t0 auto`` runs it."""
         reasons, cache = {}, {}
         for start, x0 in self.s.starts.items():
             meta = self.s.restorer_meta if start == "net" else None
             cal = autot0.find_calibration(self.s.model, self.s.task, self.s.start_keys[start])
-            t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, steps,
+            n = autot0.calibrated_steps(cal, steps)
+            t0, why = autot0.choose_t0(self.s.model, self.s.op, self.s.y, x0, n,
                                        sigma_y=self.s.sigma_y, init_meta=meta, cache=cache,
                                        calibration=cal)
             self.log(f"  auto t0 ({start} start): {why}")
-            row = self.ccdf(f"CCDF {start} start, N={steps}, auto t0={t0:.2f}", start, t0, steps)
-            reasons[start] = {"t0": t0, "reason": why, "psnr": row["psnr"]}
-            b = best_fixed(self.rows, start, steps)
+            row = self.ccdf(f"CCDF {start} start, N={n}, auto t0={t0:.2f}", start, t0, n)
+            reasons[start] = {"t0": t0, "steps": n, "reason": why, "psnr": row["psnr"]}
+            b = best_fixed(self.rows, start, n)
             if b is not None:  # the best fixed t0 so far, to judge auto t0 against
                 reasons[start].update(best_fixed_t0=b["t0"], best_fixed_psnr=b["psnr"])
         return reasons
 
-    def posterior_mean(self, auto: dict, steps: int = 100, budget: int = 20,
-                       k_max: int = 8) -> None:
-        """For each start: the mean of K posterior samples at its auto t0, with K the most
-        samples that fit ``budget`` network evaluations per image (K N' <= budget)."""
+    def posterior_mean(self, auto: dict, budget: int = 20, k_max: int = 8) -> None:
+        """For each start: the mean of K posterior samples at its auto t0 (and N), with K the
+        most samples that fit ``budget`` network evaluations per image (K N' <= budget)."""
         for start, a in auto.items():
+            steps = a["steps"]
             k = min(k_max, budget // max(n_prime(a["t0"], steps), 1))
             if k >= 2:
                 self.ccdf(f"CCDF {start} start, N={steps}, auto t0={a['t0']:.2f}, mean of {k}",

@@ -91,7 +91,9 @@ def add_parser(sub) -> None:
                    "regularisation weight, relative to the image scale (default: the prior's "
                    "calibrated one for the task, else tv 3e-3, l1wavelet 3e-5)")
     s.add_argument("--t0", default=str(T0), help="FLOAT in (0, 1] or auto")
-    s.add_argument("--steps", type=int, default=100, help="N of the full schedule")
+    s.add_argument("--steps", type=int, default=None,
+                   help="N of the full schedule (default 100; with --t0 auto, the N that the "
+                   "start's t0 was calibrated at, e.g. 1000 for the MRI starts)")
     s.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "smld"],
                    help="reverse step: DDPM ancestral (posterior variance), DDIM "
                    "(deterministic) or SMLD (for VE models)")

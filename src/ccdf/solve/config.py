@@ -33,7 +33,8 @@ class SolveConfig:
     init: str = "classic"              # "classic" | "net" | "tv" | "l1wavelet" | a restorer folder
     cs_lambda: float | None = None     # --init tv | l1wavelet: lambda (None: calibrated/default)
     t0: float | str = 0.2              # in (0, 1], or "auto"
-    steps: int = 100
+    steps: int | None = None           # N; None: 100, or with t0 "auto" the N its start's
+                                       # t0 was calibrated at (``autot0.calibrated_steps``)
     sampler: str = "ddpm"
     samples: int = 1
     sigma_y: float = 0.0
@@ -86,7 +87,7 @@ def check_config(cfg: SolveConfig) -> None:
         raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
                          f"{', '.join(CONSISTENCY)}")
     parse_t0(cfg.t0)
-    if int(cfg.steps) < 1:
+    if cfg.steps is not None and int(cfg.steps) < 1:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {cfg.samples}")

@@ -76,6 +76,10 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     reader = Reader(model, op, ranks.device, task=cfg.task, out=out, seed=cfg.seed,
                     input_kind=cfg.input_kind, sigma_y=cfg.sigma_y, axis=cfg.axis,
                     slices=cfg.slices, coil_maps=cfg.coil_maps)
+    if cfg.steps is None:  # --t0 auto runs on the grid its t0 was calibrated on
+        cal = autot0.find_calibration(model, cfg.task, autot0.start_key(net)) \
+            if cfg.t0 == "auto" else None
+        cfg = replace(cfg, steps=autot0.calibrated_steps(cal))
     work = _Work(cfg, model, net, reader, out, log)
     # a single input file is read and checked before anything is written, like the flags
     first = work.prepare(inputs[0]) if Path(cfg.input).is_file() else None
