@@ -197,3 +197,31 @@ def test_full_run_target_compares_the_images_both_ran_on():
     assert against_full_run(ccdf, [whole, ccdf])[1] is True         # 31.0 >= 28.2
     assert against_full_run({**ccdf, "psnr_each": None}, [sub]) is None
     assert against_full_run(ccdf, [ccdf]) is None
+
+
+def test_a_run_already_made_is_not_repeated(tmp_path, monkeypatch):
+    """Every bench run has the same seed: an auto-t0 row on a swept t0 reuses that run (same
+    images, NFE and time under its own label); another t0, N or sample count runs anew."""
+    from ccdf import bench
+    from ccdf.bench import Bench, make_setup
+
+    torch.manual_seed(0)
+    save_model(UNetDenoiser(build_unet(16, 1, (8, 16)), VPSchedule()), tmp_path / "model")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 16, 16)).astype(np.float32))
+    s = make_setup({"task": "sr", "factor": 4}, str(tmp_path / "model"), str(tmp_path / "x.npy"),
+                   restorer="none")
+    calls = []
+    real = bench.reconstruct
+    monkeypatch.setattr(bench, "reconstruct", lambda *a, **k: calls.append(k) or real(*a, **k))
+    b = Bench(s, 0, log=lambda m: None)
+    first = b.ccdf("CCDF classic start, N=20, t0=0.5", "classic", 0.5, 20)
+    again = b.ccdf("CCDF classic start, N=20, auto t0=0.50", "classic", 0.5, 20)
+    assert len(calls) == 1 and torch.equal(b.images[first["method"]], b.images[again["method"]])
+    assert {k: v for k, v in first.items() if k != "method"} == \
+        {k: v for k, v in again.items() if k != "method"}
+    b.ccdf("t0 0.25", "classic", 0.25, 20)
+    b.ccdf("N 40", "classic", 0.5, 40)
+    b.ccdf("mean of 2", "classic", 0.5, 20, samples=2)
+    assert len(calls) == 4
+    fresh = Bench(s, 0, log=lambda m: None).ccdf("x", "classic", 0.5, 20)
+    assert fresh["psnr"] == first["psnr"]  # the reuse gives what a new run gives
