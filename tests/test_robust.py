@@ -413,7 +413,8 @@ def test_help_has_text_and_defaults_for_every_flag(capsys):
     out = capsys.readouterr().out
     flat = " ".join(out.split())
     assert "--task {sr,inpaint,mri,deblur}" in out.split("\n\n")[0].replace("[--task", "")  # required
-    assert "N of the full schedule (default: 100)" in flat
+    assert "N of the full schedule (default 100; with --t0 auto, the N that the start's t0 " \
+        "was calibrated at" in flat
     assert "white (>= 0.5) = observed" in flat and "Fashion-MNIST" in flat
     with pytest.raises(SystemExit) as e:
         cli.main(["--version"])

@@ -122,7 +122,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "model": path_or(cfg.model, ("default",)),
             "init": path_or(cfg.init, ("classic", "net", *CS_KINDS)),
             **({"cs_lambda": cfg.cs_lambda} if cfg.cs_lambda is not None else {}),
-            "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
+            "t0": parse_t0(cfg.t0), "steps": None if cfg.steps is None else int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             **({"consistency": cfg.consistency} if cfg.consistency else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),

@@ -324,7 +324,7 @@ def _report(cfg: SolveConfig, task: dict, model_name: str, ood=None) -> dict:
     check = {} if ood is None else {"ood": {
         "trained_on": ood.trained_on, "reference": ood.source, "reference_q95": ood.q95,
         "t_ref": ood.t, "factor": ood.factor}}
-    return {**check, "t0": parse_t0(cfg.t0), "steps": int(cfg.steps),
+    return {**check, "t0": parse_t0(cfg.t0), "steps": None if cfg.steps is None else int(cfg.steps),
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
             "consistency": cfg.consistency,
