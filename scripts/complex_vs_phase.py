@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ccdf import datasets, metrics
+from ccdf import datasets, init, metrics
 from ccdf.models import load_model
 from ccdf.operators import MRI, make_operator
 from ccdf.operators.mri import centre_phase
@@ -59,8 +59,6 @@ def run(args) -> list[dict]:
     zf = op.A_pinv(y)
     row("zero-filled", None, zf, 0.0)
     if args.start == "tv":
-        from ccdf import init
-
         zf = init.CompressedSensing("tv", args.cs_lambda)(op, y)
         row(f"TV (lambda {args.cs_lambda:g})", None, zf, 0.0)
     for t0 in args.t0:

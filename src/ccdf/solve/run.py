@@ -76,11 +76,8 @@ def solve(cfg: SolveConfig, progress: bool = False, log=None) -> SolveResult:
     reader = Reader(model, op, ranks.device, task=cfg.task, out=out, seed=cfg.seed,
                     input_kind=cfg.input_kind, sigma_y=cfg.sigma_y, axis=cfg.axis,
                     slices=cfg.slices, coil_maps=cfg.coil_maps)
-    if cfg.steps is None:  # --t0 auto runs on the grid its t0 was calibrated on
-        cal = autot0.find_calibration(model, cfg.task, autot0.start_key(net)) \
-            if cfg.t0 == "auto" else None
-        cfg = replace(cfg, steps=autot0.calibrated_steps(cal))
     work = _Work(cfg, model, net, reader, out, log)
+    cfg = work.cfg  # with N resolved
     # a single input file is read and checked before anything is written, like the flags
     first = work.prepare(inputs[0]) if Path(cfg.input).is_file() else None
     ranks.start()
@@ -143,15 +140,18 @@ class _Work:
     input.  Only the inputs of the current batch are in memory."""
 
     def __init__(self, cfg, model, net, reader, out: Path, log):
-        self.cfg, self.model, self.net, self.reader, self.out, self.log = \
-            cfg, model, net, reader, out, log
-        self.sampling = Sampling(steps=cfg.steps, sampler=cfg.sampler, samples=cfg.samples,
-                                 sigma_y=cfg.sigma_y, consistency=cfg.consistency)
+        self.model, self.net, self.reader, self.out, self.log = model, net, reader, out, log
         self.auto = cfg.t0 == "auto"
         self.cache: dict = {}  # auto t0: the prior-sample error estimate, once per run
         cs = isinstance(net, init.CompressedSensing)
         self.calibration = autot0.find_calibration(model, cfg.task, autot0.start_key(net)) \
             if self.auto or cs else None
+        if cfg.steps is None:  # --t0 auto runs on the grid its t0 was calibrated on
+            cfg = replace(cfg, steps=autot0.calibrated_steps(self.calibration if self.auto
+                                                             else None))
+        self.cfg = cfg
+        self.sampling = Sampling(steps=cfg.steps, sampler=cfg.sampler, samples=cfg.samples,
+                                 sigma_y=cfg.sigma_y, consistency=cfg.consistency)
         lam = (self.calibration or {}).get("lambda")
         if cs and net.lam is None and lam is not None:
             self.net = replace(net, lam=float(lam))  # the calibrated lambda, at any t0
