@@ -3,7 +3,10 @@
 Shape in = shape out on 48x48, 64x64, 96x80 and 128x128, real and complex; the complex prior
 sees (real, imaginary) as two channels; the unrolled start is exactly the projection when its
 UNet is zero; warm starts keep channels untied; patches are deterministic; the phase estimate
-recovers a smooth phase; real-image POCS is non-expansive; a mismatched start is refused.
+recovers a smooth phase; real-image POCS is non-expansive; a mismatched start is refused;
+with the centre's phase absorbed (``phase="centre"``, per image) the result is a real image
+times the estimated phase, batched items and posterior samples each keep their own phase, and
+the mode is refused where it does not apply.
 """
 
 import pytest
@@ -19,7 +22,7 @@ from ccdf.models.train import TrainConfig, make_model, warm_start
 from ccdf.operators import MRI, make_operator, uniform1d
 from ccdf.operators.mri import centre_block, centre_phase, fft2c
 from ccdf.patches import PatchSampler
-from ccdf.reconstruction import reconstruct
+from ccdf.reconstruction import Problem, centre_phase_operator, reconstruct, reconstruct_batch
 
 SIZES = [(48, 48), (64, 64), (96, 80), (128, 128)]
 
@@ -56,12 +59,13 @@ def test_reconstruct_any_size_keeps_units(h, w, complex_):
     x = 250.0 * _image(h, w, g, complex_)       # scanner units, far from [0, 1]
     op = make_operator("mri", (1, h, w), pattern="uniform1d", accel=4, complex_image=True)
     y = op.A(x)
-    r = reconstruct(_prior(), op, y, init.classic(op, y), t0=0.1, steps=20,
-                    generator=torch.Generator().manual_seed(1))
-    assert r.x.shape == x.shape and r.x.is_complex()
-    # data consistency holds in the input's units (the last step is the hard projection)
-    assert torch.allclose(op.A(r.x), y, atol=1e-3 * float(y.abs().max()))
-    assert 50 < float(r.x.abs().max()) < 1000          # not clipped to [0, 1], not rescaled
+    for phase in ("none", "centre"):
+        r = reconstruct(_prior(), op, y, init.classic(op, y), t0=0.1, steps=20, phase=phase,
+                        generator=torch.Generator().manual_seed(1))
+        assert r.x.shape == x.shape and r.x.is_complex()
+        assert 50 < float(r.x.abs().max()) < 1000      # not clipped to [0, 1], not rescaled
+        if phase == "none":  # data consistency holds in the input's units (hard projection)
+            assert torch.allclose(op.A(r.x), y, atol=1e-3 * float(y.abs().max()))
 
 
 def test_complex_prior_needs_complex_operator():
@@ -195,3 +199,85 @@ def test_support_constraint_zeroes_what_no_coil_sees():
     u, v = (torch.randn(2, 1, h, w, generator=g, dtype=torch.complex64) for _ in range(2))
     assert torch.linalg.vector_norm(s(u, 1.0, 0.0) - s(v, 1.0, 0.0)) <= \
         torch.linalg.vector_norm(u - v) + 1e-6
+
+
+def _phased_pair(h=32, w=32):
+    """Two images of one mask with different smooth phases, their k-space and classic start."""
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    mag = _image(h, w, g, complex_=False).abs().double()
+    one = torch.ones_like(yy, dtype=torch.float64)
+    x = torch.cat([mag * torch.polar(one, (0.9 * yy - 0.3 * xx).double()),
+                   mag * torch.polar(one, (-0.6 * xx + 0.2).double())]).to(torch.complex64)
+    op = make_operator("mri", (1, h, w), pattern="uniform1d", accel=4, complex_image=True)
+    y = op.A(x)
+    return op, x, y, init.classic(op, y)
+
+
+def test_per_image_phase_maps_batch_and_cut():
+    op, x, y, _ = _phased_pair()
+    phi = centre_phase(op.mask, y)                                  # (2, H, W)
+    both = op.with_phase(phi)
+    one = [op.with_phase(phi[i]) for i in range(2)]
+    m = torch.randn(2, 1, 32, 32, dtype=torch.complex64)
+    assert torch.allclose(both.A(m), torch.cat([one[i].A(m[i:i + 1]) for i in range(2)]))
+    assert torch.allclose(both.A_adjoint(y), torch.cat([one[i].A_adjoint(y[i:i + 1])
+                                                        for i in range(2)]))
+    # K = 3 samples per image lie together: each uses its image's map
+    m3 = m.repeat_interleave(3, 0)
+    assert torch.allclose(both.A(m3), both.A(m).repeat_interleave(3, 0))
+    assert torch.allclose(both.first(1).A(m[:1]), one[0].A(m[:1]))
+    assert abs(both.norm() - op.norm()) < 1e-6                      # a phase is unitary
+    with pytest.raises(ValueError, match="phase maps for a batch"):
+        both.A(torch.randn(3, 1, 32, 32, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="phase must be"):
+        op.with_phase(torch.zeros(2, 16, 16))
+
+
+def test_centre_phase_result_is_real_image_times_estimated_phase():
+    op, x, y, x0 = _phased_pair()
+    model = _prior()
+    r = reconstruct(model, op, y, x0, t0=0.2, steps=20, phase="centre", samples=2,
+                    generator=torch.Generator().manual_seed(0))
+    e = torch.polar(torch.ones(2, 32, 32, dtype=torch.float64), centre_phase(op.mask, y))
+    m = r.samples * e[:, None, None].conj().to(r.samples.dtype)     # (B, K, 1, H, W)
+    assert float(m.imag.abs().max()) < 1e-4 * float(m.abs().max())  # real in the phased frame
+    assert float((m[:, 0] - m[:, 1]).abs().max()) > 0               # two samples, not one
+    n = reconstruct(model, op, y, x0, t0=0.2, steps=20, phase="none",
+                    generator=torch.Generator().manual_seed(0))
+    m1 = n.x * e[:, None].conj().to(n.x.dtype)
+    assert float(m1.imag.abs().max()) > 1e-2 * float(m1.abs().max())  # none: complex image
+    auto = reconstruct(model, op, y, x0, t0=0.2, steps=20, samples=2,
+                       generator=torch.Generator().manual_seed(0))
+    assert torch.equal(auto.x, r.x)                                 # auto = centre here
+
+
+def test_centre_phase_batch_equals_items_alone():
+    op, x, y, x0 = _phased_pair()
+    model = _prior()
+    kw = dict(t0=0.2, steps=10, phase="centre")
+    alone = [reconstruct(model, op, y[i:i + 1], x0[i:i + 1],
+                         generator=torch.Generator().manual_seed(i), **kw).x for i in range(2)]
+    batch = reconstruct_batch(model, [Problem(op, y[i:i + 1], x0[i:i + 1],
+                                              torch.Generator().manual_seed(i))
+                                      for i in range(2)], **kw)
+    for a, b in zip(alone, batch):
+        assert torch.allclose(a, b.x, atol=1e-4 * float(a.abs().max()))
+
+
+def test_centre_phase_refused_where_it_does_not_apply():
+    op, x, y, x0 = _phased_pair()
+    model = _prior()
+    assert centre_phase_operator(model, op, y, "none") is None
+    assert centre_phase_operator(_prior(complex_=False), op, y, "auto") is None
+    with pytest.raises(ValueError, match="not a complex prior"):
+        centre_phase_operator(_prior(complex_=False), op, y, "centre")
+    no_centre = MRI(uniform1d(32, 32, 4, acs=0), complex_image=True)
+    assert centre_phase_operator(model, no_centre, no_centre.A(x), "auto") is None
+    with pytest.raises(ValueError, match="too small to estimate"):
+        centre_phase_operator(model, no_centre, no_centre.A(x), "centre")
+    coils = MRI(op.mask, complex_image=True, coils=torch.ones(2, 32, 32, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="multi-coil"):
+        centre_phase_operator(model, coils, coils.A(x), "centre")
+    with pytest.raises(ValueError, match="phase must be one of"):
+        centre_phase_operator(model, op, y, "center")

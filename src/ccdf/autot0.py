@@ -158,9 +158,11 @@ def calibrated_steps(calibration: dict | None, default: int = 100) -> int:
 
 
 def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRID,
-              tol: float = 0.1, seed: int = 0, log=None, y=None, sigma_y: float = 0.0) -> dict:
+              tol: float = 0.1, seed: int = 0, log=None, y=None, sigma_y: float = 0.0,
+              phase: str = "auto") -> dict:
     """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start,
-    y their measurement (default A x, noiseless) with noise std sigma_y.
+    y their measurement (default A x, noiseless) with noise std sigma_y; ``phase``: MRI's
+    phase handling (``reconstruction.centre_phase_operator``), as the runs it calibrates use.
 
     Sweeps t0 over ``grid`` (CCDF, DDPM, projection, N = ``steps``), takes t0* = the smallest t0
     whose PSNR is within ``tol`` dB of the best, and returns {"k", "eps0", "t0_best", "steps",
@@ -173,7 +175,7 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
     curve = []
     for t0 in grid:
         r = reconstruct(model, operator, y, x0_hat, t0=t0, steps=steps, sigma_y=sigma_y,
-                        generator=torch.Generator().manual_seed(seed))
+                        phase=phase, generator=torch.Generator().manual_seed(seed))
         curve.append([float(t0), float(metrics.psnr(r.x.abs(), x.abs()).mean())])
         if log:
             log(f"  t0 = {t0:<5g} PSNR {curve[-1][1]:.2f}")
@@ -185,7 +187,7 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
                                                    * max(eps0 + resid + sigma_y**2, 1e-12))
     return {"k": k, "eps0": eps0, "residual": resid, "sigma_y": float(sigma_y),
             "t0_best": t_best, "psnr_best": best,
-            "steps": steps, "n_images": len(x), "tol_db": tol, "curve": curve}
+            "steps": steps, "n_images": len(x), "tol_db": tol, "phase": phase, "curve": curve}
 
 
 def save_calibration(model, task: dict, start: str, entry: dict) -> Path:

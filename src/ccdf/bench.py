@@ -180,10 +180,12 @@ def _task_name(task: dict) -> str:
 class Bench:
     """Runs methods on one Setup and collects rows; every run uses the same seed."""
 
-    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None):
+    def __init__(self, setup: Setup, seed: int = 0, log=print, consistency: str | None = None,
+                 phase: str = "auto"):
         self.s, self.seed, self.log = setup, seed, log
         # of the CCDF / full-run rows (``consistency.CONSISTENCY``; None: the operator's own)
         self.consistency = consistency
+        self.phase = phase  # MRI: ``reconstruction.centre_phase_operator``
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.runs: dict = {}   # (start, t0, N, consistency, options) -> (x, nfe, s, std)
@@ -215,7 +217,8 @@ class Bench:
     def ccdf(self, method: str, start: str, t0: float, steps: int, **kw) -> dict:
         """A CCDF row.  Every run has the same seed, so a run already made (an auto t0 that
         falls on a swept t0) is not repeated: its images and time come back under this label."""
-        key = (start, float(t0), int(steps), self.consistency, repr(sorted(kw.items())))
+        key = (start, float(t0), int(steps), self.consistency, self.phase,
+               repr(sorted(kw.items())))
         if key not in self.runs:
             tic = time.perf_counter()
             r = reconstruct(self.s.model, self.s.op, self.s.y, self.s.starts[start], t0=t0,
@@ -228,8 +231,8 @@ class Bench:
                         samples=kw.get("samples", 1))
 
     def _solver(self) -> dict:
-        """The noise level and consistency step every CCDF run of this bench uses."""
-        return {"sigma_y": self.s.sigma_y, "consistency": self.consistency}
+        """The noise level, consistency step and phase handling of every CCDF run here."""
+        return {"sigma_y": self.s.sigma_y, "consistency": self.consistency, "phase": self.phase}
 
     # ------------------------------------------------------------------ groups of rows
     def initial(self) -> None:
@@ -298,7 +301,8 @@ class Bench:
                 k = images
                 sub = Bench(dataclasses.replace(
                     self.s, x=self.s.x[:k], y=self.s.y[:k], op=self.s.op.first(k),
-                    starts={key: v[:k] for key, v in self.s.starts.items()}), self.seed, self.log)
+                    starts={key: v[:k] for key, v in self.s.starts.items()}), self.seed, self.log,
+                    self.consistency, self.phase)
                 row = sub.ccdf(f"full run (t0=1), N={n}, first {k} image(s)", "classic", 1.0, n)
                 self.rows.append(row)
             else:
@@ -479,7 +483,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
               val: str | None = None, cs_iters: int = 100, grid=None, sweep_steps=None,
               full_steps=None, full_images: int | None = None, checks: bool = True,
               model_config=(), class_label: int | None = None, sigma_y: float = 0.0,
-              consistency: str | None = None, cs_start: bool = True) -> dict:
+              consistency: str | None = None, cs_start: bool = True,
+              phase: str = "auto") -> dict:
     """Run the bench for ``task`` and write results.json, results.md and the plots to ``out``.
 
     ``val``: the validation data spec for the compressed-sensing lambda (MRI; default
@@ -490,7 +495,9 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     check and the overhead measurement; ``sigma_y``: measurement noise added to y and given to
     every method; ``consistency``: a comma list (see the module docstring; default: the
     operator's own, prox for deblurring, projection otherwise); ``cs_start``: MRI with
-    compressed-sensing rows: CCDF also starts from the better of them (start "cs")."""
+    compressed-sensing rows: CCDF also starts from the better of them (start "cs");
+    ``phase``: MRI, the CCDF and full-run rows' phase handling (``reconstruction.
+    centre_phase_operator``: auto, centre or none)."""
     from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
@@ -508,7 +515,14 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         f"{', '.join(conses)}")
     for note in s.notes:
         log(f"  {note}")
-    b = Bench(s, seed, log, conses[0])
+    from .reconstruction import centre_phase_operator
+
+    if s.model is not None and task["task"] == "mri":  # what auto means here, said once
+        centre = centre_phase_operator(s.model, s.op, s.y[:1], phase) is not None
+        log(f"  phase: {phase}" + (f" ({'centre' if centre else 'none'})" if phase == "auto"
+                                    else "") + (": the centre's phase is absorbed in the "
+                                                "operator, real image" if centre else ""))
+    b = Bench(s, seed, log, conses[0], phase)
     b.initial()
     cs = {}
     if task["task"] == "mri":
@@ -551,7 +565,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
            "command": command, "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
-           "consistency": conses, **({"multicoil": s.extras["multicoil"]} if multi else {})}
+           "consistency": conses, "phase": phase, **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

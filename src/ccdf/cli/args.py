@@ -12,7 +12,8 @@ import os
 from ..assets import DEFAULT_IMAGE, DEFAULT_MRI, TASK_DEFAULTS, TASKS, Task, parse_t0
 
 __all__ = ["CLIError", "MODELS_SEEN", "MASK_HELP", "CONSISTENCY_HELP", "int_list", "float_list",
-           "parse_t0", "acs", "add_task_args", "task_of", "add_consistency_arg", "add_threads",
+           "parse_t0", "acs", "add_task_args", "task_of", "add_consistency_arg", "add_phase_arg",
+           "add_threads",
            "set_threads", "add_model_args", "open_model"]
 
 
@@ -114,6 +115,19 @@ def task_of(a) -> Task:
         return Task("deblur", kernel=a.kernel or TASK_DEFAULTS["deblur"]["kernel"],
                     kernel_sigma=a.kernel_sigma, kernel_size=a.kernel_size, seed=seed)
     return Task("mri", pattern=a.pattern, accel=a.accel, acs=a.acs, seed=seed)
+
+
+PHASE_HELP = ("single-coil complex MRI with a complex prior: centre estimates the phase from "
+              "the fully sampled k-space centre, absorbs it in the operator and reconstructs "
+              "a real image (the output is it times that phase: the magnitude is the result, "
+              "and k-space fits up to the phase estimate); none reconstructs the complex "
+              "image as it is (an exact k-space fit); auto (default): centre where it "
+              "applies (a fully sampled centre, one coil)")
+
+
+def add_phase_arg(p) -> None:
+    p.add_argument("--phase", choices=["auto", "centre", "none"], default="auto",
+                   help=PHASE_HELP)
 
 
 def add_consistency_arg(p) -> None:

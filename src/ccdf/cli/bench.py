@@ -14,6 +14,7 @@ from .args import (
     MODELS_SEEN,
     CLIError,
     add_model_args,
+    add_phase_arg,
     add_task_args,
     add_threads,
     float_list,
@@ -76,7 +77,8 @@ def cmd_bench(a) -> int:
                     grid=a.grid, sweep_steps=a.sweep_steps, full_steps=a.full_steps,
                     full_images=a.full_images, checks=not a.no_checks,
                     model_config=tuple(a.model_config), class_label=a.class_label,
-                    sigma_y=a.sigma_y, consistency=a.consistency, cs_start=not a.no_cs_start)
+                    sigma_y=a.sigma_y, consistency=a.consistency, cs_start=not a.no_cs_start,
+                    phase=a.phase)
     print(f"{len(res['rows'])} rows written to {a.out}/results.md")
     return 0
 
@@ -114,7 +116,7 @@ def cmd_calibrate_t0(a) -> int:
         key = s.start_keys[start]
         print(f"{key} start:")
         entry = autot0.calibrate(s.model, s.op, s.x, x0, steps=a.steps, tol=a.tol, seed=a.seed,
-                                 log=print, y=s.y, sigma_y=s.sigma_y,
+                                 log=print, y=s.y, sigma_y=s.sigma_y, phase=a.phase,
                                  **({"grid": a.grid} if a.grid else {}))
         entry.update(data=data, command="ccdf " + " ".join(a.argv), **extra.get(start, {}))
         f = autot0.save_calibration(s.model, task.as_dict(), key, entry)
@@ -173,6 +175,7 @@ def add_parsers(sub) -> None:
                     help="comma list of projection, gradient, prox, cg: the CCDF rows' data "
                     "consistency (the first) and one t0 sweep each (default: the task's, prox "
                     "for deblur, projection otherwise; with --coils projection,gradient,cg)")
+    add_phase_arg(be)
     be.add_argument("--coils", type=int, default=None,
                     help="MRI: simulated multi-coil k-space with this many birdcage coils, "
                     "ESPIRiT maps, CG-SENSE start, zero-filled RSS and compressed-sensing rows; "
@@ -200,6 +203,7 @@ def add_parsers(sub) -> None:
     ca.add_argument("--sigma-y", type=float, default=0.0,
                     help="measurement noise std ([0, 1] scale) of the calibration")
     ca.add_argument("--steps", type=int, default=100, help="N of the sweep")
+    add_phase_arg(ca)
     ca.add_argument("--tol", type=float, default=0.1, help="t0* = smallest t0 within TOL dB "
                     "of the best PSNR")
     ca.add_argument("--seed", type=int, default=0, help="seed of every run")

@@ -15,6 +15,7 @@ from .args import (
     MODELS_SEEN,
     add_consistency_arg,
     add_model_args,
+    add_phase_arg,
     add_task_args,
     add_threads,
     task_of,
@@ -33,7 +34,7 @@ def run(a) -> int:
         device=a.device, axis=a.axis, slices=a.slices, overwrite=a.overwrite,
         compile=a.compile, half=a.half, model_config=tuple(a.model_config or ()),
         class_label=a.class_label, consistency=a.consistency, coil_maps=a.coil_maps,
-        complex_output=a.complex_output)
+        complex_output=a.complex_output, phase=a.phase)
     res = solve.solve(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
     s = res.summary
     if s is None:  # a torchrun rank other than 0: rank 0 reports, and its exit code says it
@@ -81,6 +82,7 @@ def add_parser(sub) -> None:
                    help="measurement noise std on images in [0, 1], at most 1 (added to "
                    "simulated measurements; passed to the solver)")
     add_consistency_arg(s)
+    add_phase_arg(s)
     s.add_argument("--model", default="default",
                    help=f"default ({DEFAULT_MRI} for mri, {DEFAULT_IMAGE} otherwise) or a model "
                    "PATH")

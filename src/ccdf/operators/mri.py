@@ -320,17 +320,25 @@ class MRI(LinearOperator):
         self.phase = None
         if phase is not None:  # a known phase absorbed in the operator: A x = M F (e^{i phi} x)
             phase = torch.as_tensor(phase, dtype=torch.float64)
-            if not self.complex_image or coils is not None or tuple(phase.shape) != (h, w):
-                raise ValueError(f"phase must be a real (H, W) = ({h}, {w}) map of a single-coil "
-                                 f"complex operator, got {tuple(phase.shape)}")
-            self.phase = torch.polar(torch.ones_like(phase), phase)
+            if not self.complex_image or coils is not None or phase.is_complex() or \
+                    phase.dim() not in (2, 3) or tuple(phase.shape[-2:]) != (h, w):
+                raise ValueError(f"phase must be a real (H, W) = ({h}, {w}) map, or one per "
+                                 f"image (B, {h}, {w}), of a single-coil complex operator, got "
+                                 f"{tuple(phase.shape)}")
+            e = torch.polar(torch.ones_like(phase), phase)
+            self.phase = e if e.dim() == 2 else e[:, None]   # (H, W) or (B, 1, H, W)
         n_out = image_shape[0] if coils is None else coils.shape[-3]
         self.measurement_shape = (n_out, h, w)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
         self.support = self._support(self.coils)  # computed once: the maps do not change
 
     def norm(self, n_iter: int = 30) -> float:
-        """||A|| (the largest over the images when the coil maps are per image)."""
+        """||A|| (the largest over the images when the coil maps are per image; a phase, being
+        unitary, leaves it unchanged)."""
+        if self.phase is not None:
+            plain = copy.copy(self)
+            plain.phase = None
+            return plain.norm(n_iter)
         if self.coils is None or self.coils.dim() == 3:
             return super().norm(n_iter)
         g = torch.Generator().manual_seed(0)
@@ -349,13 +357,25 @@ class MRI(LinearOperator):
         return "MRI with coil maps" if self.coils is not None else "MRI"
 
     def first(self, k: int) -> MRI:
-        """The operator of the first k slices: per-slice coil maps (B, Ncoil, H, W) cut to k."""
-        if self.coils is None or self.coils.dim() == 3:
+        """The operator of the first k slices: per-slice coil maps (B, Ncoil, H, W) and phase
+        maps (B, 1, H, W) cut to k."""
+        per_coils = self.coils is not None and self.coils.dim() == 4
+        per_phase = self.phase is not None and self.phase.dim() == 4
+        if not (per_coils or per_phase):
             return self
         sub = copy.copy(self)
-        sub.coils = self.coils[:k]
-        sub.support = self._support(sub.coils)
+        if per_coils:
+            sub.coils = self.coils[:k]
+            sub.support = self._support(sub.coils)
+        if per_phase:
+            sub.phase = self.phase[:k]
         return sub
+
+    def with_phase(self, phase: Tensor) -> MRI:
+        """This single-coil complex operator with the phase phi (radians; (H, W), or (B, H, W)
+        one per image) absorbed: A x = M F (e^{i phi} x), so a real image x has measurement y."""
+        return MRI(self.mask, self.image_shape, complex_image=True, cg_iters=self.cg_iters,
+                   cg_tol=self.cg_tol, phase=phase)
 
     def svd(self) -> Spectral | None:
         """Single coil: V^T = F (times the known phase), s from the mask (see the module
@@ -423,9 +443,15 @@ class MRI(LinearOperator):
         return seen if seen.dim() == 4 else seen[None]
 
     def _mod(self, x: Tensor, conj: bool = False) -> Tensor:
+        """x e^{i phi} (or x e^{-i phi}); per-image maps (B, 1, H, W) serve B' / B consecutive
+        items of a batch of B' (K posterior samples of an image lie together)."""
         if self.phase is None:
             return x
         e = self.phase.to(device=x.device, dtype=x.dtype)
+        if e.dim() == 4 and e.shape[0] != x.shape[0]:
+            if x.shape[0] % e.shape[0]:
+                raise ValueError(f"{e.shape[0]} phase maps for a batch of {x.shape[0]}")
+            e = e.repeat_interleave(x.shape[0] // e.shape[0], 0)
         return x * (e.conj() if conj else e)
 
     # ---- A, A_adjoint, A_pinv, P

@@ -25,6 +25,7 @@ class Sampling:
     samples: int = 1
     sigma_y: float = 0.0
     consistency: str | None = None   # None: the operator's default
+    phase: str = "auto"              # MRI (``reconstruction.centre_phase_operator``)
 
 
 def solve_batch(model, items: list, sampling: Sampling, callback=None) -> list:
@@ -58,7 +59,7 @@ def _run_batch(model, items: list, sampling: Sampling, callback) -> None:
     results = reconstruct_batch(model, problems, t0=items[0].t0, steps=sampling.steps,
                                 sampler=sampling.sampler, samples=sampling.samples,
                                 sigma_y=sampling.sigma_y, consistency=sampling.consistency,
-                                callback=callback)
+                                callback=callback, phase=sampling.phase)
     sec = (time.perf_counter() - tic) / len(items)
     for it, res in zip(items, results):
         it.result, it.seconds = res, sec

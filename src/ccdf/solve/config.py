@@ -40,6 +40,8 @@ class SolveConfig:
     sigma_y: float = 0.0
     consistency: str | None = None     # a name of ``consistency.CONSISTENCY``; None: the
                                        # operator's default (projection; prox for deblur)
+    phase: str = "auto"                # MRI: "centre" | "none" | "auto" (``reconstruction.
+                                       # centre_phase_operator``)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"
@@ -86,6 +88,12 @@ def check_config(cfg: SolveConfig) -> None:
     if cfg.consistency is not None and cfg.consistency not in CONSISTENCY:
         raise ValueError(f"unknown consistency {cfg.consistency!r}; choose from "
                          f"{', '.join(CONSISTENCY)}")
+    from ..reconstruction import PHASES
+
+    if cfg.phase not in PHASES:
+        raise ValueError(f"--phase must be one of {', '.join(PHASES)}, got {cfg.phase!r}")
+    if cfg.phase == "centre" and cfg.task.get("task") != "mri":
+        raise ValueError("--phase centre is for --task mri")
     parse_t0(cfg.t0)
     if cfg.steps is not None and int(cfg.steps) < 1:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
@@ -125,6 +133,7 @@ def settings(cfg: SolveConfig, task: dict) -> dict:
             "t0": parse_t0(cfg.t0), "steps": None if cfg.steps is None else int(cfg.steps),
             "sampler": cfg.sampler, "samples": int(cfg.samples), "sigma_y": float(cfg.sigma_y),
             **({"consistency": cfg.consistency} if cfg.consistency else {}),
+            **({"phase": cfg.phase} if task.get("task") == "mri" else {}),
             "seed": int(cfg.seed), "input_kind": cfg.input_kind or "clean", "axis": int(cfg.axis),
             "slices": cfg.slices or None, "half": bool(cfg.half),
             "coil_maps": str(Path(cfg.coil_maps).resolve()) if cfg.coil_maps else None,

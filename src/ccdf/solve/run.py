@@ -151,7 +151,8 @@ class _Work:
                                                              else None))
         self.cfg = cfg
         self.sampling = Sampling(steps=cfg.steps, sampler=cfg.sampler, samples=cfg.samples,
-                                 sigma_y=cfg.sigma_y, consistency=cfg.consistency)
+                                 sigma_y=cfg.sigma_y, consistency=cfg.consistency,
+                                 phase=cfg.phase)
         lam = (self.calibration or {}).get("lambda")
         if cs and net.lam is None and lam is not None:
             self.net = replace(net, lam=float(lam))  # the calibrated lambda, at any t0
@@ -328,4 +329,5 @@ def _report(cfg: SolveConfig, task: dict, model_name: str, ood=None) -> dict:
             "sampler": cfg.sampler, "model": model_name, "init": cfg.init, "task": task,
             "samples": cfg.samples, "sigma_y": cfg.sigma_y, "seed": cfg.seed,
             "consistency": cfg.consistency,
+            **({"phase": cfg.phase} if task.get("task") == "mri" else {}),
             "batch_size": cfg.batch_size, "input_kind": cfg.input_kind or "clean"}
