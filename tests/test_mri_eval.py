@@ -117,3 +117,19 @@ def test_bright_pixel_survives_init_reconstruct_and_peers():
     # other tasks still clamp to [0, 1]
     sr = make_operator("sr", (1, 16, 16), factor=2)
     assert float(init.classic(sr, sr.A(x)).max()) <= 1.0
+
+
+def test_complex_npy_data_keeps_phase_units_and_size(tmp_path):
+    """A complex .npy data spec (``ccdf bench --input``) is loaded as it is: complex, in its
+    units (not clipped to [0, 1]), at its size; a size the model does not take is refused."""
+    rng = np.random.default_rng(0)
+    a = (3 * rng.random((2, 20, 24)) * np.exp(1j * rng.random((2, 20, 24)))).astype(np.complex64)
+    np.save(tmp_path / "c.npy", a)
+    x = datasets.load(str(tmp_path / "c.npy"))
+    assert x.dtype == torch.complex64 and x.shape == (2, 1, 20, 24)
+    np.testing.assert_array_equal(x[:, 0].numpy(), a)
+    with pytest.raises(ValueError, match="complex images but 64x64"):
+        datasets.load(str(tmp_path / "c.npy"), size=64)
+    np.save(tmp_path / "bad.npy", a[0, 0])
+    with pytest.raises(io.InputError, match="complex images must be"):
+        datasets.load(str(tmp_path / "bad.npy"))

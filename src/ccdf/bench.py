@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from . import assets, autot0, classical, datasets, init, metrics, theory
+from .bench_report import PHASE_USED
 from .models import load_model
 from .models.denoiser import data_scale, to_model
 from .noise import randn_like
@@ -517,11 +518,10 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         log(f"  {note}")
     from .reconstruction import centre_phase_operator
 
-    if s.model is not None and task["task"] == "mri":  # what auto means here, said once
-        centre = centre_phase_operator(s.model, s.op, s.y[:1], phase) is not None
-        log(f"  phase: {phase}" + (f" ({'centre' if centre else 'none'})" if phase == "auto"
-                                    else "") + (": the centre's phase is absorbed in the "
-                                                "operator, real image" if centre else ""))
+    phase_used = None  # MRI: what --phase does here ("centre" or "none"), said once
+    if s.model is not None and task["task"] == "mri":
+        phase_used = "centre" if centre_phase_operator(s.model, s.op, s.y[:1], phase) else "none"
+        log(f"  phase {phase}: {PHASE_USED[phase_used]}")
     b = Bench(s, seed, log, conses[0], phase)
     b.initial()
     cs = {}
@@ -565,7 +565,8 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     res = {"task": s.task, "name": s.name, "rows": b.rows, "curves": curves, "auto_t0": auto,
            "classical": cs, "theory": th, "overhead": oh, "machine": machine(),
            "command": command, "n_images": len(s.x), "quick": quick, "sigma_y": s.sigma_y,
-           "consistency": conses, "phase": phase, **({"multicoil": s.extras["multicoil"]} if multi else {})}
+           "consistency": conses, "phase": phase, "phase_used": phase_used,
+           **({"multicoil": s.extras["multicoil"]} if multi else {})}
     from .bench_report import write_outputs
 
     write_outputs(res, b, out)

@@ -10,6 +10,10 @@ import torch
 
 from . import io
 
+#: MRI's --phase as a bench ran it (``reconstruction.centre_phase_operator``)
+PHASE_USED = {"centre": "the k-space centre's phase absorbed in the operator, a real image",
+              "none": "the complex image as it is"}
+
 
 def _plt():
     import matplotlib
@@ -257,7 +261,9 @@ def results_md(res: dict, labels: list[str]) -> str:
              f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch "
              f"thread(s), torch {res['machine']['torch']}. Measurement noise sigma_y = "
              f"{res.get('sigma_y', 0):g}; CCDF consistency step: "
-             f"{_names(res.get('consistency')) or 'projection'}.", "",
+             f"{_names(res.get('consistency')) or 'projection'}."
+             + (f" MRI phase ({res.get('phase', 'auto')}): {PHASE_USED[res['phase_used']]}."
+                if res.get("phase_used") else ""), "",
              head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_fd else "") + "---:|"]
     for r in res["rows"]:
         t0 = "" if r["t0"] is None else f"{r['t0']:g}"

@@ -245,7 +245,8 @@ def mni152(split: str = "train", size: int = 64) -> Tensor:
 
 def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
     """Resolve a data spec (built-in name or path) to (N, C, H, W) float32 in [0, 1]
-    (``mri:`` sets: their own size, complex or real, not clipped; ``size`` must match)."""
+    (``mri:`` sets and complex .npy files: their own size, complex, not clipped; ``size`` must
+    match)."""
     name, _, split = spec.partition(":")
     if split == "sample" and name in SAMPLES:
         return sample(name)
@@ -278,7 +279,16 @@ def load(spec: str, size: int | None = None, channels: int = 1) -> Tensor:
         x = volume_slices(io.read_nifti(path), size or 64, axis=2)
         x = x[x.mean(dim=(1, 2, 3)) > 0.08]
     elif io.suffix_of(path) == ".npy":
-        a = io.read_npy(path).astype(np.float32)
+        a = io.read_npy(path)
+        if np.iscomplexobj(a):  # complex MRI images: kept as they are (units, phase, size)
+            if a.ndim not in (3, 4):
+                raise io.InputError(f"{path}: complex images must be (N, H, W) or (N, 1, H, "
+                                    f"W), got {a.shape}")
+            if size is not None and tuple(a.shape[-2:]) != (size, size):
+                raise ValueError(f"{spec} holds {a.shape[-2]}x{a.shape[-1]} complex images but "
+                                 f"{size}x{size} were asked for (the model's size)")
+            return torch.from_numpy(a.astype(np.complex64)).reshape(len(a), 1, *a.shape[-2:])
+        a = a.astype(np.float32)
         x = torch.from_numpy(a if a.ndim == 4 else a[:, None])
     elif io.suffix_of(path) in (".h5", ".hdf5"):
         k, _, _ = io.read_h5_kspace(path)

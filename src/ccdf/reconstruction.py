@@ -162,8 +162,8 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     |m| is the reconstruction (it fits y up to the error of the phase estimate; putting the
     measured k-space back after the run did not raise the magnitude's PSNR in our runs and
     lowered it on the validation slices: the sampled and the unsampled frequencies then
-    disagree on the phase).  "auto" (default)
-    does so wherever it applies, "none" never (the complex image fits y exactly).
+    disagree on the phase).  "auto" (default) does so wherever it applies, "none" never (the
+    complex image fits y exactly).
     """
     return reconstruct_batch(model, [Problem(operator, y, x0_hat, generator)], t0=t0,
                              steps=steps, sampler=sampler, samples=samples, sigma_y=sigma_y,
