@@ -1,22 +1,20 @@
-"""Two ways to give a diffusion prior complex MRI images, measured on the same data.
+"""Ways to give a diffusion prior complex MRI images, measured on the same data.
 
 (A) complex prior: the image x = m e^{i phi} is reconstructed as it is, the prior seeing its
     real and imaginary parts as two channels (the embedded MRI prior is trained with smooth
-    random phase maps).
-(B) phase in the operator: a phase phi_hat is estimated from the fully sampled k-space centre
-    (``operators.mri.centre_phase``), absorbed into the operator A_phi x = M F (e^{i phi_hat} x),
-    and a real image (the magnitude) is reconstructed: Im x is held at its diffused value 0
-    (``consistency.RealImage``).  This is the library's default for single-coil k-space
-    (``reconstruct(..., phase="centre")``, ``--phase auto``); (A) is ``phase="none"``.
-    (B') the same operator without the real constraint.
+    random phase maps): ``reconstruct(..., phase="none")``.
+(B) the start's phase in the operator: the smooth phase phi_hat of the start (its low-passed
+    image, ``operators.mri.smooth_phase``) is absorbed into the operator
+    A_phi x = M F (e^{i phi_hat} x) and a real image is reconstructed from Re(e^{-i phi_hat}
+    x0_hat): Im x is held at its diffused value 0 (``consistency.RealImage``).  The library's
+    default for single-coil k-space: ``reconstruct(..., phase="start")``, ``--phase auto``.
+(C) the same with the phase of the fully sampled centre (``operators.mri.centre_phase``),
+    session 9's version of (B).
 
-Every method runs CCDF from its zero-filled start (or, with ``--start tv``, from sigpy's
-total-variation reconstruction at ``--cs-lambda``; (B) takes the real part of e^{-i phi_hat}
-times it) with the same prior, sampler (DDPM, N = ``--steps``), seed and t0 grid; PSNR/SSIM
-are of the magnitude against |x|.
+Every method runs CCDF from the zero-filled start (or, with ``--start tv``, from sigpy's
+total-variation reconstruction at ``--cs-lambda``) with the same prior, sampler (DDPM, N =
+``--steps``), seed and t0 grid; PSNR/SSIM are of the magnitude against |x|.
 
-    python scripts/complex_vs_phase.py --data mri:heldout256-complex --n-images 8 \
-        --out docs/results/complex-vs-phase --threads 1
     python scripts/complex_vs_phase.py --data mri:val256-complex --n-images 2 --start tv \
         --steps 1000 --t0 0.02 --out docs/results/complex-vs-phase-tv-val --threads 1
 """
@@ -49,7 +47,7 @@ def run(args) -> list[dict]:
     y = op.A(x)
     ref = x.abs()
     phi = centre_phase(op.mask, y)
-    ops_b = [MRI(op.mask, (c, h, w), complex_image=True, phase=phi[i]) for i in range(len(x))]
+    ops_c = [MRI(op.mask, (c, h, w), complex_image=True, phase=phi[i]) for i in range(len(x))]
     rows = []
 
     def row(method, t0, xs, secs):
@@ -70,17 +68,18 @@ def run(args) -> list[dict]:
         row("(A) complex prior", t0, r.x, time.perf_counter() - tic)
         tic = time.perf_counter()
         out = [reconstruct(model, op, y[i:i + 1], zf[i:i + 1], t0=t0, steps=args.steps,
-                           phase="centre", generator=torch.Generator().manual_seed(0)).x
+                           phase="start", generator=torch.Generator().manual_seed(0)).x
                for i in range(len(x))]
-        row("(B) phase in operator, real image", t0, torch.cat(out), time.perf_counter() - tic)
+        row("(B) the start's phase, real image", t0, torch.cat(out), time.perf_counter() - tic)
         tic = time.perf_counter()
         out = []
-        for i, op_b in enumerate(ops_b):
-            start = zf[i:i + 1] * op_b.phase.conj().to(zf.dtype)  # op_b.phase: e^{i phi_hat}
-            out.append(reconstruct(model, op_b, y[i:i + 1], start, t0=t0, steps=args.steps,
-                                   phase="none", generator=torch.Generator().manual_seed(0)).x)
-        row("(B') phase in operator, no constraint", t0, torch.cat(out),
-            time.perf_counter() - tic)
+        for i, op_c in enumerate(ops_c):
+            start = (zf[i:i + 1] * op_c.phase.conj().to(zf.dtype)).real  # op_c.phase: e^{i phi}
+            out.append(reconstruct(model, op_c, y[i:i + 1],
+                                   torch.complex(start, torch.zeros_like(start)), t0=t0,
+                                   steps=args.steps, real_image=True, phase="none",
+                                   generator=torch.Generator().manual_seed(0)).x)
+        row("(C) the centre's phase, real image", t0, torch.cat(out), time.perf_counter() - tic)
     return rows
 
 

@@ -164,7 +164,7 @@ def test_multicoil_bench_rows(tmp_path):
 
 
 def test_single_coil_bench_absorbs_the_centre_phase(tmp_path):
-    """A complex prior on single-coil complex slices: the CCDF rows run with the centre's phase
+    """A complex prior on single-coil complex slices: the CCDF rows run with the start's phase
     absorbed (--phase auto), the report says so; --phase none runs the complex image and its
     CCDF rows differ, the rows without a prior do not."""
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_single_coil_bench_absorbs_the_centre_phase(tmp_path):
                          "--quick", "--grid", "0.2", "--full-steps", "10", "--restorer", "none",
                          "--threads", "1", "--no-checks", "--phase", phase]) == 0
         meta = json.loads((out / "bench.json").read_text())
-        assert (meta["phase"], meta["phase_used"]) == (phase, "centre" if phase == "auto"
+        assert (meta["phase"], meta["phase_used"]) == (phase, "start" if phase == "auto"
                                                        else "none")
         md = (out / "results.md").read_text()
         assert ("phase absorbed in the operator" in md) == (phase == "auto")

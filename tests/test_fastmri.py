@@ -165,14 +165,14 @@ def test_single_coil_esc_file_and_slices(files, tmp_path):
 
 
 def test_single_coil_phase_modes(files, tmp_path):
-    """--phase: a complex prior on single-coil k-space absorbs the centre's phase by default
-    (auto = centre: a real image times the estimated phase) or reconstructs the complex image
-    (none); the summary says which; centre where it does not apply fails with one line."""
+    """--phase: a complex prior on single-coil k-space absorbs the start's smooth phase by
+    default (auto = start: a real image times that phase) or reconstructs the complex image
+    (none); the summary says which; start where it does not apply fails with one line."""
     torch.manual_seed(0)
     save_model(UNetDenoiser(build_unet(16, 2, (8, 16)), VPSchedule(),
                             meta={"any_size": True, "complex": True}), tmp_path / "cplx")
     recs = {}
-    for phase in ("auto", "centre", "none"):
+    for phase in ("auto", "start", "none"):
         out = tmp_path / phase
         assert cli.main(["solve", *MRI, "--input", str(files / "single" / "single.h5"), "--out",
                          str(out), "--model", str(tmp_path / "cplx"), "--t0", "0.3", "--steps",
@@ -180,23 +180,23 @@ def test_single_coil_phase_modes(files, tmp_path):
         assert _metrics(out)["summary"]["phase"] == phase
         with h5py.File(out / "single.h5") as f:
             recs[phase] = np.asarray(f["reconstruction"])
-    np.testing.assert_array_equal(recs["auto"], recs["centre"])
-    assert np.abs(recs["centre"] - recs["none"]).max() > 1e-3 * np.abs(recs["none"]).max()
+    np.testing.assert_array_equal(recs["auto"], recs["start"])
+    assert np.abs(recs["start"] - recs["none"]).max() > 1e-3 * np.abs(recs["none"]).max()
     out = tmp_path / "multi"
     assert cli.main(["solve", *MRI, "--input", str(files / "in" / "multi.h5"), "--out", str(out),
                      "--model", str(tmp_path / "cplx"), "--t0", "0.3", "--steps", "10",
-                     "--no-progress", "--threads", "1", "--phase", "centre"]) == 1
+                     "--no-progress", "--threads", "1", "--phase", "start"]) == 1
     entry = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
-    assert "--phase centre: multi-coil" in entry["reason"]
+    assert "--phase start: multi-coil" in entry["reason"]
 
 
-def test_phase_centre_off_mri_is_one_line(files, tmp_path, capsys):
+def test_phase_start_off_mri_is_one_line(files, tmp_path, capsys):
     img = tmp_path / "a.png"
     io.write_image(img, torch.zeros(1, 16, 16))
     assert cli.main(["solve", "--task", "sr", "--factor", "4", "--input", str(img), "--out",
-                     str(tmp_path / "o"), "--phase", "centre", "--no-progress"]) == 2
+                     str(tmp_path / "o"), "--phase", "start", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["ccdf solve: error: --phase centre is for --task mri"]
+    assert err == ["ccdf solve: error: --phase start is for --task mri"]
 
 
 # ------------------------------------------------------------------ bad input

@@ -162,7 +162,7 @@ def calibrate(model, operator, x, x0_hat, steps: int = 100, grid=CALIBRATION_GRI
               phase: str = "auto") -> dict:
     """Measure k for one start: x (B, C, H, W) validation images in [0, 1], x0_hat their start,
     y their measurement (default A x, noiseless) with noise std sigma_y; ``phase``: MRI's
-    phase handling (``reconstruction.centre_phase_operator``), as the runs it calibrates use.
+    phase handling (``reconstruction.phase_operator``), as the runs it calibrates use.
 
     Sweeps t0 over ``grid`` (CCDF, DDPM, projection, N = ``steps``), takes t0* = the smallest t0
     whose PSNR is within ``tol`` dB of the best, and returns {"k", "eps0", "t0_best", "steps",

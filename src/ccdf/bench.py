@@ -186,7 +186,7 @@ class Bench:
         self.s, self.seed, self.log = setup, seed, log
         # of the CCDF / full-run rows (``consistency.CONSISTENCY``; None: the operator's own)
         self.consistency = consistency
-        self.phase = phase  # MRI: ``reconstruction.centre_phase_operator``
+        self.phase = phase  # MRI: ``reconstruction.phase_operator``
         self.rows: list[dict] = []
         self.images: dict[str, Tensor] = {}   # method -> reconstructions (N, C, H, W)
         self.runs: dict = {}   # (start, t0, N, consistency, options) -> (x, nfe, s, std)
@@ -498,7 +498,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     operator's own, prox for deblurring, projection otherwise); ``cs_start``: MRI with
     compressed-sensing rows: CCDF also starts from the better of them (start "cs");
     ``phase``: MRI, the CCDF and full-run rows' phase handling (``reconstruction.
-    centre_phase_operator``: auto, centre or none)."""
+    phase_operator``: auto, start or none)."""
     from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
@@ -516,11 +516,12 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         f"{', '.join(conses)}")
     for note in s.notes:
         log(f"  {note}")
-    from .reconstruction import centre_phase_operator
+    from .reconstruction import phase_operator
 
-    phase_used = None  # MRI: what --phase does here ("centre" or "none"), said once
+    phase_used = None  # MRI: what --phase does here ("start" or "none"), said once
     if s.model is not None and task["task"] == "mri":
-        phase_used = "centre" if centre_phase_operator(s.model, s.op, s.y[:1], phase) else "none"
+        x0 = s.starts["classic"][:1]
+        phase_used = "start" if phase_operator(s.model, s.op.first(1), x0, phase) else "none"
         log(f"  phase {phase}: {PHASE_USED[phase_used]}")
     b = Bench(s, seed, log, conses[0], phase)
     b.initial()

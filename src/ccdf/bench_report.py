@@ -10,8 +10,8 @@ import torch
 
 from . import io
 
-#: MRI's --phase as a bench ran it (``reconstruction.centre_phase_operator``)
-PHASE_USED = {"centre": "the k-space centre's phase absorbed in the operator, a real image",
+#: MRI's --phase as a bench ran it (``reconstruction.phase_operator``)
+PHASE_USED = {"start": "the start's smooth phase absorbed in the operator, a real image",
               "none": "the complex image as it is"}
 
 

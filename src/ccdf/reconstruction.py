@@ -90,24 +90,22 @@ def check_model_input(model, x: Tensor) -> None:
                          f"{x.shape[-2]}x{x.shape[-1]} with {x.shape[1]}")
 
 
-PHASES = ("auto", "centre", "none")
-MIN_CENTRE = 4   # fully sampled centre lines a phase estimate needs (fastMRI x8 at 256: 10)
+PHASES = ("auto", "start", "none")
 
 
-def centre_phase_operator(model, operator, y: Tensor, phase: str = "auto"):
-    """The operator with the k-space centre's phase absorbed (``MRI.with_phase``), or None.
+def phase_operator(model, operator, x0_hat: Tensor, phase: str = "auto"):
+    """The operator with the start's smooth phase absorbed (``MRI.with_phase``), or None.
 
-    ``phase``: "centre" absorbs the phase of the fully sampled centre of single-coil k-space y
-    (``operators.mri.centre_phase``, one map per image) so the complex prior reconstructs a
-    real image (the magnitude, up to sign); "none" reconstructs the complex image as it is;
-    "auto" is "centre" wherever it applies: a complex prior, single-coil complex MRI with no
-    phase of its own, and a fully sampled centre of at least ``MIN_CENTRE`` lines.  Measured
-    against "none" in the README ("Complex prior vs phase in the operator")."""
+    ``phase``: "start" absorbs the smooth phase phi of the start x0_hat (``operators.mri.
+    smooth_phase``, one map per image) so that the complex prior reconstructs a real image m
+    of x = m e^{i phi}; "none" reconstructs the complex image as it is; "auto" is "start"
+    wherever it applies: a complex prior and single-coil complex MRI with no phase of its own.
+    Measured against "none" in the README ("Complex prior vs phase in the operator")."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
     if phase == "none":
         return None
-    from .operators.mri import MRI, centre_block, centre_phase
+    from .operators.mri import MRI, smooth_phase
 
     why = None
     if not getattr(model, "complex", False):
@@ -118,16 +116,11 @@ def centre_phase_operator(model, operator, y: Tensor, phase: str = "auto"):
         why = "multi-coil k-space (the coil maps carry the phase)"
     elif operator.phase is not None:
         why = "the operator already has a phase"
-    else:
-        block = centre_block(operator.mask)
-        rows, cols = int(block.any(1).sum()), int(block.any(0).sum())
-        if min(rows, cols) < MIN_CENTRE:
-            why = (f"the mask's fully sampled centre ({rows}x{cols}) is too small to estimate "
-                   f"the phase from (at least {MIN_CENTRE} lines; --acs sets it)")
     if why is None:
-        return operator.with_phase(centre_phase(operator.mask, y))
-    if phase == "centre":
-        raise ValueError(f"--phase centre: {why}")
+        z = x0_hat if x0_hat.is_complex() else x0_hat.to(torch.complex64)
+        return operator.with_phase(smooth_phase(z))
+    if phase == "start":
+        raise ValueError(f"--phase start: {why}")
     return None
 
 
@@ -156,14 +149,11 @@ def reconstruct(model, operator, y: Tensor, x0_hat: Tensor, *, t0: float = 0.2, 
     constraint after every consistency step (``consistency.Support``).
     ``consistency``: a name of ``consistency.CONSISTENCY``; None: the operator's own default
     (``operator.consistency``: "projection", or "prox" for deblurring).
-    ``phase`` (complex prior, single-coil MRI; ``centre_phase_operator``): "centre" absorbs
-    the k-space centre's phase e^{i phi} into the operator and reconstructs the real image m
-    from Re(e^{-i phi} x0_hat) (``real_image``); the result is m e^{i phi}, whose magnitude
-    |m| is the reconstruction (it fits y up to the error of the phase estimate; putting the
-    measured k-space back after the run did not raise the magnitude's PSNR in our runs and
-    lowered it on the validation slices: the sampled and the unsampled frequencies then
-    disagree on the phase).  "auto" (default) does so wherever it applies, "none" never (the
-    complex image fits y exactly).
+    ``phase`` (complex prior, single-coil MRI; ``phase_operator``): "start" absorbs the start's
+    smooth phase e^{i phi} into the operator and reconstructs the real image m from
+    Re(e^{-i phi} x0_hat) (``real_image``); the result is m e^{i phi}, whose magnitude |m| is
+    the reconstruction (it fits y up to the error of the phase estimate).  "auto" (default)
+    does so wherever it applies, "none" never (the complex image fits y exactly).
     """
     return reconstruct_batch(model, [Problem(operator, y, x0_hat, generator)], t0=t0,
                              steps=steps, sampler=sampler, samples=samples, sigma_y=sigma_y,
@@ -200,7 +190,7 @@ def reconstruct_batch(model, problems: list, *, t0: float = 0.2, steps: int = 10
         p.operator.check(p.x0_hat)
         check_model_input(model, p.x0_hat)
         op, x0, real, rot = p.operator, p.x0_hat, real_image, None
-        phased = centre_phase_operator(model, op, p.y, phase)
+        phased = phase_operator(model, op, x0, phase)
         if phased is not None:  # the real image m of x = m e^{i phi}: start Re(e^{-i phi} x0)
             op, real, rot = phased, True, phased.phase
             x0 = (x0 * phased.phase.conj().to(x0.dtype if x0.is_complex() else

@@ -117,16 +117,16 @@ def task_of(a) -> Task:
     return Task("mri", pattern=a.pattern, accel=a.accel, acs=a.acs, seed=seed)
 
 
-PHASE_HELP = ("single-coil complex MRI with a complex prior: centre estimates the phase from "
-              "the fully sampled k-space centre, absorbs it in the operator and reconstructs "
+PHASE_HELP = ("single-coil complex MRI with a complex prior: start takes the smooth phase of "
+              "the start (its low-passed image), absorbs it in the operator and reconstructs "
               "a real image (the output is it times that phase: the magnitude is the result, "
               "and k-space fits up to the phase estimate); none reconstructs the complex "
-              "image as it is (an exact k-space fit); auto (default): centre where it "
-              "applies (a fully sampled centre, one coil)")
+              "image as it is (an exact k-space fit); auto (default): start where it applies "
+              "(one coil)")
 
 
 def add_phase_arg(p) -> None:
-    p.add_argument("--phase", choices=["auto", "centre", "none"], default="auto",
+    p.add_argument("--phase", choices=["auto", "start", "none"], default="auto",
                    help=PHASE_HELP)
 
 

@@ -25,7 +25,7 @@ class Sampling:
     samples: int = 1
     sigma_y: float = 0.0
     consistency: str | None = None   # None: the operator's default
-    phase: str = "auto"              # MRI (``reconstruction.centre_phase_operator``)
+    phase: str = "auto"              # MRI (``reconstruction.phase_operator``)
 
 
 def solve_batch(model, items: list, sampling: Sampling, callback=None) -> list:

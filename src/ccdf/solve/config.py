@@ -40,8 +40,8 @@ class SolveConfig:
     sigma_y: float = 0.0
     consistency: str | None = None     # a name of ``consistency.CONSISTENCY``; None: the
                                        # operator's default (projection; prox for deblur)
-    phase: str = "auto"                # MRI: "centre" | "none" | "auto" (``reconstruction.
-                                       # centre_phase_operator``)
+    phase: str = "auto"                # MRI: "start" | "none" | "auto" (``reconstruction.
+                                       # phase_operator``)
     seed: int = 0
     batch_size: int = 1
     device: str = "cpu"
@@ -92,8 +92,8 @@ def check_config(cfg: SolveConfig) -> None:
 
     if cfg.phase not in PHASES:
         raise ValueError(f"--phase must be one of {', '.join(PHASES)}, got {cfg.phase!r}")
-    if cfg.phase == "centre" and cfg.task.get("task") != "mri":
-        raise ValueError("--phase centre is for --task mri")
+    if cfg.phase == "start" and cfg.task.get("task") != "mri":
+        raise ValueError("--phase start is for --task mri")
     parse_t0(cfg.t0)
     if cfg.steps is not None and int(cfg.steps) < 1:
         raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
