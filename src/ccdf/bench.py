@@ -498,7 +498,7 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
     operator's own, prox for deblurring, projection otherwise); ``cs_start``: MRI with
     compressed-sensing rows: CCDF also starts from the better of them (start "cs");
     ``phase``: MRI, the CCDF and full-run rows' phase handling (``reconstruction.
-    phase_operator``: auto, start or none)."""
+    resolve_phase``: auto, start or none)."""
     from .consistency import CONSISTENCY
     out = Path(out)
     n = n_images or (4 if quick else None)
@@ -516,12 +516,11 @@ def run_bench(task: dict, out, *, model: str = "default", data: str | None = Non
         f"{', '.join(conses)}")
     for note in s.notes:
         log(f"  {note}")
-    from .reconstruction import phase_operator
+    from .reconstruction import resolve_phase
 
     phase_used = None  # MRI: what --phase does here ("start" or "none"), said once
     if s.model is not None and task["task"] == "mri":
-        x0 = s.starts["classic"][:1]
-        phase_used = "start" if phase_operator(s.model, s.op.first(1), x0, phase) else "none"
+        phase_used = resolve_phase(s.model, s.op, phase)
         log(f"  phase {phase}: {PHASE_USED[phase_used]}")
     b = Bench(s, seed, log, conses[0], phase)
     b.initial()

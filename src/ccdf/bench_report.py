@@ -10,7 +10,7 @@ import torch
 
 from . import io
 
-#: MRI's --phase as a bench ran it (``reconstruction.phase_operator``)
+#: MRI's --phase as a bench ran it (``reconstruction.resolve_phase``)
 PHASE_USED = {"start": "the start's smooth phase absorbed in the operator, a real image",
               "none": "the complex image as it is"}
 

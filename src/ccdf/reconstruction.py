@@ -93,19 +93,18 @@ def check_model_input(model, x: Tensor) -> None:
 PHASES = ("auto", "start", "none")
 
 
-def phase_operator(model, operator, x0_hat: Tensor, phase: str = "auto"):
-    """The operator with the start's smooth phase absorbed (``MRI.with_phase``), or None.
-
-    ``phase``: "start" absorbs the smooth phase phi of the start x0_hat (``operators.mri.
-    smooth_phase``, one map per image) so that the complex prior reconstructs a real image m
-    of x = m e^{i phi}; "none" reconstructs the complex image as it is; "auto" is "start"
-    wherever it applies: a complex prior and single-coil complex MRI with no phase of its own.
-    Measured against "none" in the README ("Complex prior vs phase in the operator")."""
+def resolve_phase(model, operator, phase: str = "auto") -> str:
+    """What ``phase`` ("auto", "start" or "none") does for this prior and operator: "start"
+    (the start's smooth phase absorbed in the operator, a real image; ``phase_operator``) or
+    "none" (the complex image as it is).  "auto" is "start" wherever it applies: a complex prior
+    and single-coil complex MRI with no phase of its own; "start" where it does not raises
+    ValueError naming why.  Measured against "none" in the README ("Complex prior vs phase in
+    the operator")."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
     if phase == "none":
-        return None
-    from .operators.mri import MRI, smooth_phase
+        return "none"
+    from .operators.mri import MRI
 
     why = None
     if not getattr(model, "complex", False):
@@ -116,12 +115,22 @@ def phase_operator(model, operator, x0_hat: Tensor, phase: str = "auto"):
         why = "multi-coil k-space (the coil maps carry the phase)"
     elif operator.phase is not None:
         why = "the operator already has a phase"
-    if why is None:
-        z = x0_hat if x0_hat.is_complex() else x0_hat.to(torch.complex64)
-        return operator.with_phase(smooth_phase(z))
-    if phase == "start":
+    if why is not None and phase == "start":
         raise ValueError(f"--phase start: {why}")
-    return None
+    return "none" if why else "start"
+
+
+def phase_operator(model, operator, x0_hat: Tensor, phase: str = "auto"):
+    """The operator with the smooth phase phi of the start x0_hat (B, C, H, W) absorbed
+    (``MRI.with_phase``, one map per image, ``operators.mri.smooth_phase``), so that the complex
+    prior reconstructs a real image m of x = m e^{i phi}; None where ``resolve_phase`` says
+    "none"."""
+    if resolve_phase(model, operator, phase) == "none":
+        return None
+    from .operators.mri import smooth_phase
+
+    z = x0_hat if x0_hat.is_complex() else x0_hat.to(torch.complex64)
+    return operator.with_phase(smooth_phase(z))
 
 
 class Problem(NamedTuple):
@@ -193,9 +202,9 @@ def reconstruct_batch(model, problems: list, *, t0: float = 0.2, steps: int = 10
         phased = phase_operator(model, op, x0, phase)
         if phased is not None:  # the real image m of x = m e^{i phi}: start Re(e^{-i phi} x0)
             op, real, rot = phased, True, phased.phase
-            x0 = (x0 * phased.phase.conj().to(x0.dtype if x0.is_complex() else
-                                              torch.complex64)).real
-            x0 = torch.complex(x0, torch.zeros_like(x0))
+            z = x0 if x0.is_complex() else x0.to(torch.complex64)
+            m = (z * rot.conj().to(z.dtype)).real
+            x0 = torch.complex(m, torch.zeros_like(m))
         y_m, x_m, sigma_m, back = model_space(model, op, p.y, x0, sigma_y)
         if samples > 1:
             y_m = y_m.repeat_interleave(samples, 0)
